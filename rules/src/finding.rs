@@ -1,0 +1,160 @@
+//! Findings: the stable codes operators alert on, and their severities.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ok" => Some(Self::Ok),
+            "warning" => Some(Self::Warning),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// Finding codes are part of the SQL contract: never rename one.
+/// Declaration order is the tie-break when two findings share a severity (first wins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingCode {
+    Lost,
+    Unreserved,
+    CreationBlocked,
+    Stalled,
+    BudgetExhaustionSoon,
+    Inactive,
+    LongTransaction,
+    RetainedWalHigh,
+    Extended,
+    XminHorizonOld,
+    MirrorStale,
+    MirrorRowsMismatch,
+    ProbeFailed,
+    HeartbeatStale,
+}
+
+impl FindingCode {
+    pub const ALL: [FindingCode; 14] = [
+        Self::Lost,
+        Self::Unreserved,
+        Self::CreationBlocked,
+        Self::Stalled,
+        Self::BudgetExhaustionSoon,
+        Self::Inactive,
+        Self::LongTransaction,
+        Self::RetainedWalHigh,
+        Self::Extended,
+        Self::XminHorizonOld,
+        Self::MirrorStale,
+        Self::MirrorRowsMismatch,
+        Self::ProbeFailed,
+        Self::HeartbeatStale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lost => "lost",
+            Self::Unreserved => "unreserved",
+            Self::CreationBlocked => "creation_blocked",
+            Self::Stalled => "stalled",
+            Self::BudgetExhaustionSoon => "budget_exhaustion_soon",
+            Self::Inactive => "inactive",
+            Self::LongTransaction => "long_transaction",
+            Self::RetainedWalHigh => "retained_wal_high",
+            Self::Extended => "extended",
+            Self::XminHorizonOld => "xmin_horizon_old",
+            Self::MirrorStale => "mirror_stale",
+            Self::MirrorRowsMismatch => "mirror_rows_mismatch",
+            Self::ProbeFailed => "probe_failed",
+            Self::HeartbeatStale => "heartbeat_stale",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|code| code.as_str() == text)
+    }
+}
+
+/// One thing wrong with a subject, with a one-line summary for humans.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub code: FindingCode,
+    pub severity: Severity,
+    pub summary: String,
+}
+
+impl Finding {
+    pub fn new(code: FindingCode, severity: Severity, summary: impl Into<String>) -> Self {
+        Self {
+            code,
+            severity,
+            summary: summary.into(),
+        }
+    }
+}
+
+/// Worst first: higher severity, then the code's declared priority.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_lower_snake_case() {
+        for code in FindingCode::ALL {
+            let text = code.as_str();
+            assert_eq!(FindingCode::parse(text), Some(code));
+            assert!(
+                text.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{text}"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), text);
+        }
+        assert_eq!(FindingCode::parse("Lost"), None);
+    }
+
+    #[test]
+    fn severities_order_and_round_trip() {
+        assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Ok);
+        for s in [Severity::Ok, Severity::Warning, Severity::Critical] {
+            assert_eq!(Severity::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Severity::parse("error"), None);
+    }
+
+    #[test]
+    fn sorting_puts_critical_first_then_priority() {
+        let mut findings = vec![
+            Finding::new(FindingCode::Extended, Severity::Warning, ""),
+            Finding::new(FindingCode::RetainedWalHigh, Severity::Critical, ""),
+            Finding::new(FindingCode::Inactive, Severity::Warning, ""),
+            Finding::new(FindingCode::Unreserved, Severity::Critical, ""),
+        ];
+        sort_findings(&mut findings);
+        let codes: Vec<_> = findings.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["unreserved", "retained_wal_high", "inactive", "extended"]
+        );
+    }
+}

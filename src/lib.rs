@@ -1,0 +1,44 @@
+//! cdc_health: health of change-data-capture pipelines, from inside PostgreSQL.
+//!
+//! The decisions live in the `cdc_health_rules` crate (plain Rust); the modules here are the
+//! PostgreSQL glue around them: settings, sampling the catalogs, and the SQL functions.
+
+use pgrx::prelude::*;
+
+mod api;
+mod sampling;
+mod settings;
+
+::pgrx::pg_module_magic!(name, version);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::register();
+}
+
+extension_sql!(
+    r#"
+CREATE SCHEMA IF NOT EXISTS cdc_health;
+COMMENT ON SCHEMA cdc_health IS 'cdc_health: tables and functions of the cdc_health extension';
+"#,
+    name = "schema",
+    bootstrap
+);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![
+            "wal_level = logical",
+            "max_replication_slots = 16",
+            "max_wal_senders = 16",
+        ]
+    }
+}

@@ -1,0 +1,92 @@
+//! Reads replication slots and server state into the rules' plain observation types.
+
+use cdc_health_rules::lsn::parse_lsn;
+use cdc_health_rules::{ServerObservation, SlotObservation, SlotType, WalStatus};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+/// Columns that only newer servers have, chosen when the extension is built for a version.
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+const VERSIONED_COLUMNS: &str = "s.invalidation_reason::text, \
+     extract(epoch FROM pg_catalog.clock_timestamp() - s.inactive_since)::float8";
+#[cfg(feature = "pg16")]
+const VERSIONED_COLUMNS: &str =
+    "CASE WHEN s.conflicting THEN 'conflict with recovery' END, NULL::float8";
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+const VERSIONED_COLUMNS: &str = "NULL::text, NULL::float8";
+
+fn slots_query() -> String {
+    format!(
+        "SELECT s.slot_name::text, s.slot_type, s.database::text, s.plugin::text, s.temporary, \
+                s.active, s.active_pid, s.wal_status, s.restart_lsn::text, \
+                s.confirmed_flush_lsn::text, s.safe_wal_size, \
+                pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
+                {VERSIONED_COLUMNS} \
+         FROM pg_catalog.pg_replication_slots s"
+    )
+}
+
+/// The server-wide facts, read from the server's own variables (no query needed).
+pub fn server() -> ServerObservation {
+    // SAFETY: plain reads of backend-local globals and WAL position accessors, in a backend.
+    unsafe {
+        let in_recovery = pg_sys::RecoveryInProgress();
+        let current = if in_recovery {
+            pg_sys::GetXLogReplayRecPtr(std::ptr::null_mut())
+        } else {
+            pg_sys::GetXLogWriteRecPtr()
+        };
+        let budget_mb = pg_sys::max_slot_wal_keep_size_mb;
+        ServerObservation {
+            current_lsn: (current != 0).then_some(current),
+            in_recovery,
+            wal_budget_bytes: (budget_mb >= 0).then(|| i64::from(budget_mb) << 20),
+            freeze_max_age: int_setting(c"autovacuum_freeze_max_age").unwrap_or(200_000_000),
+        }
+    }
+}
+
+/// An integer server setting by name, through the server's own GUC lookup.
+fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
+    // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
+    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    if value.is_null() {
+        return None;
+    }
+    unsafe { std::ffi::CStr::from_ptr(value) }
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Every replication slot on the server, physical and logical, all databases.
+pub fn slots() -> SpiResult<Vec<SlotObservation>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(&slots_query(), None, &[])? {
+            let lsn = |i: usize| -> SpiResult<Option<u64>> {
+                Ok(row.get::<String>(i)?.and_then(|t| parse_lsn(&t).ok()))
+            };
+            let slot_type: String = row.get(2)?.unwrap_or_default();
+            out.push(SlotObservation {
+                slot_name: row.get(1)?.unwrap_or_default(),
+                slot_type: SlotType::parse(&slot_type).unwrap_or(SlotType::Physical),
+                database: row.get(3)?,
+                plugin: row.get(4)?,
+                temporary: row.get(5)?.unwrap_or(false),
+                active: row.get(6)?.unwrap_or(false),
+                active_pid: row.get(7)?,
+                wal_status: row.get::<String>(8)?.as_deref().and_then(WalStatus::parse),
+                restart_lsn: lsn(9)?,
+                confirmed_flush_lsn: lsn(10)?,
+                safe_wal_size: row.get(11)?,
+                xmin_age: row.get(12)?,
+                catalog_xmin_age: row.get(13)?,
+                invalidation_reason: row.get(14)?,
+                inactive_for_secs: row.get(15)?,
+            });
+        }
+        Ok(out)
+    })
+}
