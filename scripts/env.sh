@@ -8,3 +8,15 @@ export PG17_HOME="${PG17_HOME:-$CDC_HEALTH_CACHE/postgresql-17}"
 # Scratch space for throwaway clusters (owned by postgres).
 export CDC_HEALTH_RUN="${CDC_HEALTH_RUN:-/var/tmp/cdc_health}"
 export PATH="$HOME/.cargo/bin:$PATH"
+# One build cache for every checkout on the machine: a fresh clone (CI) reuses compiled deps.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CDC_HEALTH_CACHE/target}"
+# PostgreSQL major versions the tests run on.
+export CDC_HEALTH_PG_VERSIONS="${CDC_HEALTH_PG_VERSIONS:-15 17}"
+
+pg_config_for() {
+  case "$1" in
+    15) echo "$PG15_CONFIG" ;;
+    17) echo "$PG17_HOME/bin/pg_config" ;;
+    *) echo "no PostgreSQL $1 on this machine (supported here: 15, 17)" >&2; return 1 ;;
+  esac
+}

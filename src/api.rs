@@ -9,6 +9,8 @@ use serde_json::json;
 use crate::{sampling, settings};
 
 /// One row per replication slot (physical and logical, all databases), worst first.
+// pgrx reads the column names from this inline tuple, so it cannot be a type alias.
+#[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_safe)]
 fn cdc_health() -> TableIterator<
     'static,
@@ -71,7 +73,7 @@ fn cdc_health() -> TableIterator<
             summary,
             verdict.retained_wal_bytes,
             verdict.flush_lag_bytes,
-            slot.safe_wal_size,
+            verdict.safe_wal_size,
             server.wal_budget_bytes,
             slot.inactive_for_secs.map(Interval::from_seconds),
             None,

@@ -69,7 +69,10 @@ mod tests {
         .unwrap();
         let (_, findings, retained, _) = health_row("t_phys");
         assert_eq!(retained, None);
-        assert_eq!(findings.contains(&"inactive".to_string()), !INACTIVE_SINCE_KNOWN);
+        assert_eq!(
+            findings.contains(&"inactive".to_string()),
+            !INACTIVE_SINCE_KNOWN
+        );
     }
 
     #[pg_test]

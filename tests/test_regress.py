@@ -30,7 +30,8 @@ def test_pg_regress(make_cluster, pg_config):
         for name in tests:
             produced = os.path.join(out, "results", f"{name}.out")
             if os.path.exists(produced):
-                shutil.copy(produced, os.path.join(ROOT, "target", f"regress-{name}.out"))
+                os.makedirs(os.path.join(SUITE, "results"), exist_ok=True)
+                shutil.copy(produced, os.path.join(SUITE, "results", f"{name}.out"))
         with open(diffs) as f:
             print(f.read())
     assert result.returncode == 0, result.stdout + result.stderr

@@ -63,6 +63,7 @@ def test_killed_consumer_shows_inactive(make_cluster):
 def test_wal_growth_to_unreserved_then_lost(make_cluster):
     pg = make_cluster(SMALL_BUDGET)
     pg.create_logical_slot("stuck")
+    pg.sql("SELECT pg_create_physical_replication_slot('never_reserved')")
     start = pg.health("stuck")
     assert start["wal_status"] == "reserved" and "retained_wal_high" not in start["findings"]
 
@@ -85,6 +86,9 @@ def test_wal_growth_to_unreserved_then_lost(make_cluster):
     assert "next checkpoint" in row["remediation"]
     retained = pg.health("stuck")["detail"]["findings"]
     assert any(f["code"] == "retained_wal_high" and f["severity"] == "critical" for f in retained)
+    # A slot that never reserved WAL holds none: the server's safe_wal_size means nothing there.
+    idle = pg.health("never_reserved")
+    assert idle["safe_wal_size"] is None and "retained_wal_high" not in idle["findings"], idle
 
     pg.sql("CHECKPOINT")
     row = pg.health("stuck")

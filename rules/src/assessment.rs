@@ -49,6 +49,9 @@ pub struct SlotAssessment {
     pub retained_wal_bytes: Option<i64>,
     /// Current WAL position minus `confirmed_flush_lsn` (logical slots).
     pub flush_lag_bytes: Option<i64>,
+    /// `safe_wal_size` of a slot that holds WAL; `None` otherwise (the server reports a
+    /// meaningless figure for a slot that never reserved any).
+    pub safe_wal_size: Option<i64>,
     /// The remedy for the worst finding; `None` when the slot is healthy.
     pub remediation: Option<String>,
 }
@@ -110,6 +113,8 @@ pub fn assess_slot(
     } else {
         distance(slot.restart_lsn)
     };
+    let holds_wal = !lost && slot.restart_lsn.is_some();
+    let safe_wal_size = slot.safe_wal_size.filter(|_| holds_wal);
     let flush_lag = match slot.slot_type {
         SlotType::Logical if !lost => distance(slot.confirmed_flush_lsn),
         _ => None,
@@ -121,21 +126,25 @@ pub fn assess_slot(
     } else {
         findings.extend(wal_status_finding(slot));
         findings.extend(inactive_finding(slot, limits));
-        findings.extend(retained_wal_finding(slot, server, retained, limits));
+        findings.extend(retained_wal_finding(
+            server,
+            retained,
+            safe_wal_size,
+            limits,
+        ));
     }
     findings.extend(xmin_finding(slot, server, limits));
     sort_findings(&mut findings);
 
     let status = findings.first().map_or(Severity::Ok, |f| f.severity);
-    let remediation = findings
-        .first()
-        .map(|f| slot_remediation(f.code, &slot.slot_name));
+    let remediation = findings.first().map(|f| slot_remediation(f.code, slot));
     SlotAssessment {
         slot_name: slot.slot_name.clone(),
         status,
         findings,
         retained_wal_bytes: retained,
         flush_lag_bytes: flush_lag,
+        safe_wal_size,
         remediation,
     }
 }
@@ -190,9 +199,9 @@ fn inactive_finding(slot: &SlotObservation, limits: &Thresholds) -> Option<Findi
 }
 
 fn retained_wal_finding(
-    slot: &SlotObservation,
     server: &ServerObservation,
     retained: Option<i64>,
+    safe_wal_size: Option<i64>,
     limits: &Thresholds,
 ) -> Option<Finding> {
     let mut severity = Severity::Ok;
@@ -216,7 +225,7 @@ fn retained_wal_finding(
             ));
         }
     }
-    if let (Some(budget), Some(safe)) = (server.wal_budget_bytes, slot.safe_wal_size) {
+    if let (Some(budget), Some(safe)) = (server.wal_budget_bytes, safe_wal_size) {
         if budget > 0 && (safe as f64) < limits.safe_wal_warning_fraction * budget as f64 {
             severity = severity.max(Severity::Warning);
             reasons.push(format!(
@@ -335,6 +344,20 @@ mod tests {
     }
 
     #[test]
+    fn never_reserved_slot_ignores_the_servers_safe_wal_size() {
+        let mut srv = server();
+        srv.wal_budget_bytes = Some(160 * MB);
+        let mut slot = slot_retaining(0);
+        slot.slot_type = SlotType::Physical;
+        slot.wal_status = None;
+        slot.restart_lsn = None;
+        slot.safe_wal_size = Some(-16 * MB);
+        let a = assess_slot(&slot, &srv, &Thresholds::default());
+        assert_eq!(a.finding(FindingCode::RetainedWalHigh), None);
+        assert_eq!(a.safe_wal_size, None);
+    }
+
+    #[test]
     fn lost_slot_is_critical_with_resync_remedy_and_null_sizes() {
         let mut slot = slot_retaining(5 * GB);
         slot.wal_status = Some(WalStatus::Lost);
@@ -347,7 +370,10 @@ mod tests {
             "lost supersedes inactive and WAL findings"
         );
         assert_eq!(a.status, Severity::Critical);
-        assert_eq!((a.retained_wal_bytes, a.flush_lag_bytes), (None, None));
+        assert_eq!(
+            (a.retained_wal_bytes, a.flush_lag_bytes, a.safe_wal_size),
+            (None, None, None)
+        );
         let remedy = a.remediation.unwrap();
         assert!(remedy.contains("pg_drop_replication_slot('s')") && remedy.contains("resync"));
     }
@@ -550,9 +576,10 @@ mod tests {
             findings: vec![],
             retained_wal_bytes: retained,
             flush_lag_bytes: None,
+            safe_wal_size: None,
             remediation: None,
         };
-        let mut rows = vec![
+        let mut rows = [
             mk("b", Severity::Ok, Some(5)),
             mk("a", Severity::Ok, Some(5)),
             mk("z", Severity::Warning, None),

@@ -1,15 +1,20 @@
 //! What to do about a finding, in one or two sentences an on-call engineer can act on.
 
 use crate::finding::FindingCode;
+use crate::observation::{SlotObservation, SlotType};
 
 /// A SQL string literal for `text`, so a remedy can be pasted into psql as it is.
 pub fn sql_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The remedy for `code` on the slot named `slot`.
-pub fn slot_remediation(code: FindingCode, slot: &str) -> String {
-    let lit = sql_literal(slot);
+/// The remedy for `code` on `slot`.
+pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
+    let lit = sql_literal(&slot.slot_name);
+    let consumer = match slot.slot_type {
+        SlotType::Logical => "the CDC consumer that owns this slot",
+        SlotType::Physical => "the standby (or WAL archiver) that uses this slot",
+    };
     match code {
         FindingCode::Lost => format!(
             "The slot was invalidated and can never stream again: drop it \
@@ -21,8 +26,8 @@ pub fn slot_remediation(code: FindingCode, slot: &str) -> String {
              will be lost and the mirror resynced."
             .to_string(),
         FindingCode::Inactive => format!(
-            "No consumer is connected: restart the CDC consumer that owns this slot, or drop \
-             the slot if its pipeline was retired (SELECT pg_drop_replication_slot({lit}))."
+            "No consumer is connected: restart {consumer}, or drop the slot if it was retired \
+             (SELECT pg_drop_replication_slot({lit}))."
         ),
         FindingCode::Stalled => "The consumer is connected but has not confirmed any \
              progress while the server writes WAL: check its logs and restart it; if it follows \
@@ -66,14 +71,22 @@ mod tests {
     #[test]
     fn quotes_slot_names_for_sql() {
         assert_eq!(sql_literal("a'b"), "'a''b'");
-        let text = slot_remediation(FindingCode::Lost, "it's");
+        let text = slot_remediation(FindingCode::Lost, &SlotObservation::logical("it's"));
         assert!(text.contains("pg_drop_replication_slot('it''s')"), "{text}");
+    }
+
+    #[test]
+    fn inactive_remedy_names_who_consumes_the_slot() {
+        let mut slot = SlotObservation::logical("s");
+        assert!(slot_remediation(FindingCode::Inactive, &slot).contains("CDC consumer"));
+        slot.slot_type = SlotType::Physical;
+        assert!(slot_remediation(FindingCode::Inactive, &slot).contains("standby"));
     }
 
     #[test]
     fn every_code_has_a_short_remedy() {
         for code in FindingCode::ALL {
-            let text = slot_remediation(code, "s");
+            let text = slot_remediation(code, &SlotObservation::logical("s"));
             assert!(!text.is_empty() && text.len() < 400, "{code:?}: {text}");
             assert!(
                 !text.contains("  "),
@@ -84,7 +97,7 @@ mod tests {
 
     #[test]
     fn lost_names_the_resync() {
-        let text = slot_remediation(FindingCode::Lost, "peerdb_slot");
+        let text = slot_remediation(FindingCode::Lost, &SlotObservation::logical("peerdb_slot"));
         assert!(
             text.contains("recreate") && text.contains("resync"),
             "{text}"

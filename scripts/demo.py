@@ -1,0 +1,98 @@
+"""cdc_health on a live cluster: healthy, abandoned and doomed replication slots.
+
+Started by scripts/demo.sh. Everything it starts is stopped at the end unless --keep is given.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from pgcluster import Cluster, wait_for  # noqa: E402
+
+SETTINGS = {
+    "shared_preload_libraries": "'cdc_health'",
+    "max_slot_wal_keep_size": "160MB",
+    "max_wal_size": "64MB",
+    "cdc_health.retained_wal_warning": "96MB",
+    "cdc_health.inactive_warning": "5s",
+    "cdc_health.inactive_critical": "1min",
+}
+
+QUERY = """SELECT slot_name, slot_type AS type, active, wal_status, status, findings,
+       pg_size_pretty(retained_wal_bytes) AS retained, pg_size_pretty(safe_wal_size) AS safe,
+       inactive_for
+FROM cdc_health()"""
+
+
+def show(pg, title):
+    print(f"\n--- {title}\n")
+    subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c", QUERY],
+                   check=True)
+    for row in pg.health():
+        if row["status"] != "ok":
+            print(f"  {row['slot_name']} [{row['status']}]: {row['summary']}")
+            print(f"      what to do: {row['remediation']}")
+
+
+def step_wal(pg, segments, checkpoint):
+    """Writes WAL a segment at a time; checkpoints let the healthy consumer's slot advance."""
+    for _ in range(segments):
+        pg.grow_wal(1, checkpoint=checkpoint)
+        time.sleep(0.3)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the cluster and the healthy consumer running to explore")
+    args = parser.parse_args()
+
+    pg = Cluster(args.pg_config, name="demo", settings=SETTINGS).init().start()
+    try:
+        print(f"PostgreSQL {pg.version} on port {pg.port}, cdc_health preloaded; "
+              "max_slot_wal_keep_size = 160MB, max_wal_size = 64MB")
+        pg.sql("CREATE EXTENSION cdc_health")
+        pg.sql("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
+        pg.create_logical_slot("peerdb_healthy")
+        pg.create_logical_slot("debezium_down")
+        pg.recvlogical("peerdb_healthy")
+        debezium = pg.recvlogical("debezium_down")
+        pg.sql("INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 1000) g")
+        wait_for(lambda: all(r["flush_lag_bytes"] < 1 << 20 for r in pg.health()),
+                 what="consumers to confirm")
+        show(pg, "1. two logical slots, each with a real pg_recvlogical consumer: all ok")
+
+        debezium.kill()
+        pg.sql("SELECT pg_create_physical_replication_slot('standby_forgotten')")
+        wait_for(lambda: not pg.health("debezium_down")["active"], what="consumer to go")
+        time.sleep(6)
+        show(pg, "2. debezium_down's consumer killed; a physical slot created and never used")
+
+        step_wal(pg, 7, checkpoint=True)
+        show(pg, "3. 112 MB of WAL later: debezium_down keeps it all, past max_wal_size")
+
+        # No automatic checkpoint may remove the WAL before we look at it.
+        pg.set_config(max_wal_size="1GB")
+        step_wal(pg, 4, checkpoint=False)
+        show(pg, "4. past max_slot_wal_keep_size: the next checkpoint will invalidate it")
+
+        pg.sql("CHECKPOINT")
+        show(pg, "5. CHECKPOINT: debezium_down is lost for good; peerdb_healthy never noticed")
+
+        if args.keep:
+            pg.children = []  # leave the healthy consumer running with the cluster
+            print(f"\nKept running. Explore with:\n  psql '{pg.dsn()}'\n"
+                  f"Stop it with:\n  runuser -u postgres -- {pg.bin('pg_ctl')} -D {pg.datadir} "
+                  f"-m immediate stop && rm -rf {pg.base}")
+    finally:
+        if not args.keep:
+            pg.close()
+            print("\nDemo cluster and consumers stopped (run with --keep to explore).")
+
+
+if __name__ == "__main__":
+    main()

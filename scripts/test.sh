@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: the rules' unit tests, #[pg_test]s, pg_regress and the integration tests
+# against real clusters, on each PostgreSQL version in CDC_HEALTH_PG_VERSIONS (default "15 17").
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+bash scripts/setup.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "unit tests of the decision rules"
+cargo test -p cdc_health_rules
+
+for v in $CDC_HEALTH_PG_VERSIONS; do
+  pg_config="$(pg_config_for "$v")"
+  step "PostgreSQL $v: #[pg_test]s"
+  cargo pgrx test "pg$v" --runas postgres --pgdata "$CDC_HEALTH_RUN/pgrx-$v"
+  step "PostgreSQL $v: install, then pg_regress and integration tests on real clusters"
+  # Installed after `pgrx test`, which leaves a build with the test functions behind.
+  cargo pgrx install --pg-config "$pg_config" >/dev/null
+  PG_CONFIG="$pg_config" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests "$@"
+done
