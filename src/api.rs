@@ -1,12 +1,17 @@
-//! The SQL surface: `cdc_health()`.
+//! The SQL surface: `cdc_health()`, `cdc_health.check_now()`, `cdc_health.worker_status()`
+//! and `cdc_health.sparkline()`.
 
-use cdc_health_rules::{assess_slot, worst_first, SlotAssessment, SlotObservation};
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::json;
 
-use crate::{sampling, settings};
+use crate::monitor;
+
+/// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
+fn timestamptz(unix_secs: f64) -> Option<TimestampWithTimeZone> {
+    let micros = ((unix_secs - 946_684_800.0) * 1e6).round() as i64;
+    TimestampWithTimeZone::try_from(micros).ok()
+}
 
 /// One row per replication slot (physical and logical, all databases), worst first.
 // pgrx reads the column names from this inline tuple, so it cannot be a type alias.
@@ -35,54 +40,187 @@ fn cdc_health() -> TableIterator<
         name!(detail, JsonB),
     ),
 > {
-    let server = sampling::server();
-    let limits = settings::thresholds();
-    let slots = sampling::slots().unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
-    let mut rows: Vec<(SlotObservation, SlotAssessment)> = slots
+    let (server, views) =
+        monitor::observe(false).unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
+    let rows: Vec<_> = views
         .into_iter()
-        .map(|slot| {
-            let verdict = assess_slot(&slot, &server, &limits);
-            (slot, verdict)
+        .map(|view| {
+            let detail = monitor::detail(&view, &server);
+            let summary = (!view.verdict.findings.is_empty()).then(|| {
+                let parts: Vec<&str> = view
+                    .verdict
+                    .findings
+                    .iter()
+                    .map(|f| f.summary.as_str())
+                    .collect();
+                parts.join("; ")
+            });
+            let history = view.history.as_ref();
+            let forecast = history.map(|h| h.forecast);
+            (
+                view.slot.slot_name,
+                view.slot.slot_type.as_str().to_string(),
+                view.slot.database,
+                view.slot.active,
+                view.slot.wal_status.map(|w| w.as_str().to_string()),
+                view.verdict.status.as_str().to_string(),
+                view.verdict.codes().into_iter().map(String::from).collect(),
+                summary,
+                view.verdict.retained_wal_bytes,
+                view.verdict.flush_lag_bytes,
+                view.verdict.safe_wal_size,
+                server.wal_budget_bytes,
+                view.slot
+                    .inactive_for_secs
+                    .filter(|_| !view.slot.active)
+                    .map(Interval::from_seconds),
+                history
+                    .and_then(|h| h.last_progress_at)
+                    .and_then(timestamptz),
+                forecast.and_then(|f| f.growth_bytes_per_sec),
+                forecast
+                    .and_then(|f| f.eta_secs)
+                    .map(Interval::from_seconds),
+                view.verdict.remediation,
+                JsonB(detail),
+            )
         })
         .collect();
-    rows.sort_by(|a, b| worst_first(&a.1, &b.1));
-    let worker = json!({
-        "running": false,
-        "note": "the background worker is not running: add cdc_health to \
-                 shared_preload_libraries for stalled, growth and forecast findings",
-    });
-    TableIterator::new(rows.into_iter().map(move |(slot, verdict)| {
-        let mut detail = verdict.detail(&slot, &server);
-        detail["worker"] = worker.clone();
-        let summary = (!verdict.findings.is_empty()).then(|| {
-            verdict
-                .findings
-                .iter()
-                .map(|f| f.summary.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+    TableIterator::new(rows)
+}
+
+/// Functions in schema `cdc_health`.
+#[pg_schema]
+mod cdc_health {
+    use cdc_health_rules::sparkline::sparkline as render_sparkline;
+    use cdc_health_rules::units::pretty_bytes;
+    use pgrx::datum::TimestampWithTimeZone;
+    use pgrx::prelude::*;
+
+    use super::timestamptz;
+    use crate::{monitor, settings, shmem};
+
+    /// Runs one monitoring pass now (waiting for a running one) and returns the alert events it
+    /// produced. Writes history and alerts like the worker does.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn check_now() -> TableIterator<
+        'static,
         (
-            slot.slot_name,
-            slot.slot_type.as_str().to_string(),
-            slot.database,
-            slot.active,
-            slot.wal_status.map(|w| w.as_str().to_string()),
-            verdict.status.as_str().to_string(),
-            verdict.codes().into_iter().map(String::from).collect(),
-            summary,
-            verdict.retained_wal_bytes,
-            verdict.flush_lag_bytes,
-            verdict.safe_wal_size,
-            server.wal_budget_bytes,
-            slot.inactive_for_secs.map(Interval::from_seconds),
-            None,
-            None,
-            None,
-            verdict.remediation,
-            JsonB(detail),
-        )
-    }))
+            name!(event, String),
+            name!(alert_id, i64),
+            name!(subject, String),
+            name!(finding, String),
+            name!(severity, String),
+            name!(summary, String),
+        ),
+    > {
+        if unsafe { pg_sys::RecoveryInProgress() } {
+            error!("cdc_health.check_now() writes alerts and history and cannot run on a standby");
+        }
+        let applied = monitor::pass(true)
+            .unwrap_or_else(|e| error!("cdc_health.check_now(): {e}"))
+            .unwrap_or_default();
+        TableIterator::new(applied.into_iter().map(|a| {
+            (
+                a.event.to_string(),
+                a.alert_id,
+                a.subject,
+                a.finding.to_string(),
+                a.severity.to_string(),
+                a.summary,
+            )
+        }))
+    }
+
+    /// The background worker as shared memory knows it.
+    // pgrx reads the column names from this inline tuple, so it cannot be a type alias.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_safe)]
+    fn worker_status() -> TableIterator<
+        'static,
+        (
+            name!(running, bool),
+            name!(pid, Option<i32>),
+            name!(started_at, Option<TimestampWithTimeZone>),
+            name!(last_pass_at, Option<TimestampWithTimeZone>),
+            name!(passes, i64),
+            name!(failed_passes, i64),
+            name!(extension_present, bool),
+            name!(in_recovery, bool),
+            name!(tracked_slots, i32),
+            name!(untracked_slots, i32),
+            name!(note, Option<String>),
+        ),
+    > {
+        let status = shmem::worker_status();
+        let w = status.unwrap_or_default();
+        let tracked = shmem::read(|e| e.iter().filter(|e| e.in_use).count()).unwrap_or(0);
+        let seen = |t: f64| (t > 0.0).then(|| timestamptz(t)).flatten();
+        let note = match status {
+            None => {
+                Some("cdc_health is not in shared_preload_libraries: no background worker".into())
+            }
+            Some(w) if w.pid != 0 && !w.extension_present => Some(format!(
+                "the worker waits for CREATE EXTENSION cdc_health in database \"{}\"",
+                settings::database()
+            )),
+            Some(_) => None,
+        };
+        TableIterator::once((
+            w.pid != 0,
+            (w.pid != 0).then_some(w.pid),
+            seen(w.started_at),
+            seen(w.last_pass_at),
+            i64::try_from(w.passes).unwrap_or(i64::MAX),
+            i64::try_from(w.failed_passes).unwrap_or(i64::MAX),
+            w.extension_present,
+            w.in_recovery,
+            i32::try_from(tracked).unwrap_or(i32::MAX),
+            i32::try_from(w.untracked_slots).unwrap_or(i32::MAX),
+            note,
+        ))
+    }
+
+    /// Retained WAL of one slot since `since` as a one-line chart, with its range.
+    #[pg_extern(stable, parallel_safe)]
+    fn sparkline(
+        slot_name: &str,
+        since: default!(TimestampWithTimeZone, "now() - interval '1 day'"),
+        width: default!(i32, 48),
+    ) -> Option<String> {
+        if !(1..=1000).contains(&width) {
+            error!("cdc_health.sparkline: width must be between 1 and 1000, not {width}");
+        }
+        let values: Vec<Option<f64>> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT retained_wal_bytes::float8 FROM cdc_health.slot_history
+                     WHERE slot_name = $1 AND sampled_at >= $2 ORDER BY sampled_at",
+                    None,
+                    &[slot_name.into(), since.into()],
+                )?
+                .map(|row| row.get::<f64>(1))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_else(|e| error!("cdc_health.sparkline: {e}"));
+        if values.is_empty() {
+            return None;
+        }
+        let known: Vec<f64> = values.iter().flatten().copied().collect();
+        let range = match (known.first(), known.iter().copied().reduce(f64::max)) {
+            (Some(first), Some(max)) => format!(
+                " {} -> {} (max {})",
+                pretty_bytes(*first as i64),
+                pretty_bytes(*known.last().unwrap_or(first) as i64),
+                pretty_bytes(max as i64)
+            ),
+            _ => " (no retained WAL: lost or never reserved)".to_string(),
+        };
+        Some(format!(
+            "{}{range}",
+            render_sparkline(&values, width as usize)
+        ))
+    }
 }
 
 extension_sql!(
@@ -91,7 +229,12 @@ REVOKE ALL ON FUNCTION cdc_health() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health() TO pg_monitor;
 COMMENT ON FUNCTION cdc_health() IS
   'One row per replication slot, worst first: status, findings and what to do about them';
+REVOKE ALL ON FUNCTION cdc_health.check_now() FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.worker_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.worker_status() TO pg_monitor;
+REVOKE ALL ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) TO pg_monitor;
 "#,
     name = "cdc_health_grants",
-    requires = [cdc_health]
+    finalize
 );

@@ -5,15 +5,27 @@
 
 use pgrx::prelude::*;
 
+mod alerts;
 mod api;
+mod history;
+mod monitor;
 mod sampling;
+mod schema;
 mod settings;
+mod shmem;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    // The worker and its shared memory exist only when the library is preloaded; without it
+    // cdc_health() still assesses every slot on demand.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        shmem::init();
+        worker::register();
+    }
 }
 
 extension_sql!(

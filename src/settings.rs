@@ -3,8 +3,12 @@
 //! Thresholds are `sighup` settings: the background worker and every session judge slots by
 //! the same numbers, changed with `ALTER SYSTEM` and `pg_reload_conf()`.
 
+use std::ffi::CString;
+
+use cdc_health_rules::alerts::AlertPolicy;
+use cdc_health_rules::history::HistoryLimits;
 use cdc_health_rules::Thresholds;
-use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 pub static RETAINED_WAL_WARNING_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
 pub static SAFE_WAL_SIZE_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(25);
@@ -12,7 +16,169 @@ pub static INACTIVE_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static INACTIVE_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static XMIN_AGE_WARNING: GucSetting<i32> = GucSetting::<i32>::new(100_000_000);
 
+// The background worker's settings.
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static MAX_TRACKED_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static STALL_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(120);
+pub static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
+pub static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
+pub static HISTORY_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(14 * 86_400);
+pub static ALERT_REMINDER_S: GucSetting<i32> = GucSetting::<i32>::new(900);
+pub static ALERT_HOLDDOWN_S: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"cdc_health"));
+pub static HEARTBEAT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Registers every setting. Postmaster-context settings can only be created while the
+/// library is preloaded (PostgreSQL raises FATAL otherwise), so they exist only then.
 pub fn register() {
+    // SAFETY: a plain read of a postmaster global.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        register_postmaster();
+    }
+    register_thresholds();
+    register_worker();
+}
+
+fn register_postmaster() {
+    GucRegistry::define_string_guc(
+        c"cdc_health.database",
+        c"Database the background worker connects to; create the extension there.",
+        c"The worker watches every slot of the cluster from this one database.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"cdc_health.max_tracked_slots",
+        c"How many slots the worker keeps sample history for in shared memory.",
+        c"Slots beyond this are still assessed, without history-based findings.",
+        &MAX_TRACKED_SLOTS,
+        1,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+}
+
+fn register_worker() {
+    let sighup_int = |name, short, long, setting, min, max, flags| {
+        GucRegistry::define_int_guc(
+            name,
+            short,
+            long,
+            setting,
+            min,
+            max,
+            GucContext::Sighup,
+            flags,
+        )
+    };
+    sighup_int(
+        c"cdc_health.interval",
+        c"How often the background worker samples and assesses every slot.",
+        c"",
+        &INTERVAL_MS,
+        1000,
+        3_600_000,
+        GucFlags::UNIT_MS,
+    );
+    sighup_int(
+        c"cdc_health.stall_after",
+        c"How long a connected consumer may confirm nothing while WAL is written before it is stalled.",
+        c"",
+        &STALL_AFTER_S,
+        1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.eta_warning",
+        c"budget_exhaustion_soon is a warning when the slot is forecast to be lost within this time.",
+        c"",
+        &ETA_WARNING_S,
+        1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.eta_critical",
+        c"budget_exhaustion_soon is critical when the slot is forecast to be lost within this time.",
+        c"",
+        &ETA_CRITICAL_S,
+        1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.forecast_window",
+        c"Span of recent samples the growth rate of retained WAL is fitted over.",
+        c"",
+        &FORECAST_WINDOW_S,
+        10,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.history_interval",
+        c"How often a row per slot is written to cdc_health.slot_history (changes are always written).",
+        c"",
+        &HISTORY_INTERVAL_S,
+        1,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.history_retention",
+        c"History rows older than this are deleted, in small batches.",
+        c"",
+        &HISTORY_RETENTION_S,
+        60,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.alert_reminder_interval",
+        c"How often an open alert is sent again as a reminder; 0 disables reminders.",
+        c"",
+        &ALERT_REMINDER_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.alert_holddown",
+        c"A finding that comes back within this time after its alert resolved reopens that alert.",
+        c"",
+        &ALERT_HOLDDOWN_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.heartbeat_interval",
+        c"How often the worker updates cdc_health.heartbeat; 0 (the default) turns the heartbeat off.",
+        c"",
+        &HEARTBEAT_INTERVAL_S,
+        0,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"cdc_health.notify_channel",
+        c"Channel alerts are sent on with NOTIFY.",
+        c"",
+        &NOTIFY_CHANNEL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+fn register_thresholds() {
     GucRegistry::define_int_guc(
         c"cdc_health.retained_wal_warning",
         c"Retained WAL per slot above which retained_wal_high is a warning (critical above 4 times).",
@@ -74,4 +240,52 @@ pub fn thresholds() -> Thresholds {
         inactive_critical_secs: f64::from(INACTIVE_CRITICAL_S.get()),
         xmin_age_warning: i64::from(XMIN_AGE_WARNING.get()),
     }
+}
+
+pub fn history_limits() -> HistoryLimits {
+    HistoryLimits {
+        stall_after_secs: f64::from(STALL_AFTER_S.get()),
+        eta_warning_secs: f64::from(ETA_WARNING_S.get()),
+        eta_critical_secs: f64::from(ETA_CRITICAL_S.get()),
+        forecast_window_secs: f64::from(FORECAST_WINDOW_S.get()),
+    }
+}
+
+pub fn alert_policy() -> AlertPolicy {
+    AlertPolicy {
+        interval_secs: interval_secs(),
+        reminder_secs: f64::from(ALERT_REMINDER_S.get()),
+        holddown_secs: f64::from(ALERT_HOLDDOWN_S.get()),
+    }
+}
+
+pub fn interval_secs() -> f64 {
+    f64::from(INTERVAL_MS.get()) / 1000.0
+}
+
+fn text(setting: &GucSetting<Option<CString>>, default: &str) -> String {
+    setting
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+pub fn database() -> String {
+    text(&DATABASE, "postgres")
+}
+
+pub fn notify_channel() -> String {
+    text(&NOTIFY_CHANNEL, "cdc_health")
+}
+
+/// Slots tracked in shared memory; read once when shared memory is sized.
+pub fn max_tracked_slots() -> usize {
+    usize::try_from(MAX_TRACKED_SLOTS.get()).unwrap_or(1).max(1)
+}
+
+/// Retained WAL the forecast aims at when no max_slot_wal_keep_size budget is set: the
+/// `retained_wal_high` critical level.
+pub fn forecast_ceiling_bytes() -> i64 {
+    thresholds().retained_wal_warning_bytes.saturating_mul(4)
 }

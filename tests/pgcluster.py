@@ -4,8 +4,11 @@ Everything started here is a child of the calling process and is stopped (and re
 `stop()`/`close()`, also when a test fails.
 """
 
+import json
 import os
+import select
 import shutil
+import sys
 import signal
 import socket
 import subprocess
@@ -209,6 +212,19 @@ class Cluster:
                                   (slot,)), what=f"consumer of {slot} to connect")
         return proc
 
+    def never_ack_consumer(self, slot, dbname="postgres"):
+        """A real consumer that reads the stream but never confirms anything."""
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "never_ack_consumer.py")
+        proc = Child(["/usr/bin/python3", script, self.dsn(dbname), slot])
+        self.children.append(proc)
+        wait_for(lambda: self.one("SELECT active FROM pg_replication_slots WHERE slot_name = %s",
+                                  (slot,)), what=f"never-acknowledging consumer of {slot}")
+        return proc
+
+    def listen(self, channel="cdc_health"):
+        """A LISTEN connection; its `wait()` returns decoded JSON payloads."""
+        return Listener(self.connect(), channel)
+
     def standby(self, slot, settings=None):
         """A streaming physical standby using `slot`, with hot_standby_feedback on."""
         # primary_conninfo is written here rather than by `pg_basebackup -R`: on 17 that adds
@@ -247,3 +263,39 @@ class Child:
 
     def stop(self):
         self.kill(signal.SIGTERM)
+
+
+class Listener:
+    """A real LISTEN connection collecting JSON notifications."""
+
+    def __init__(self, conn, channel):
+        self.conn = conn
+        self.received = []
+        with conn.cursor() as cur:
+            cur.execute(f"LISTEN {channel}")
+
+    def drain(self, timeout=0.0):
+        if select.select([self.conn], [], [], timeout)[0]:
+            self.conn.poll()
+        while self.conn.notifies:
+            note = self.conn.notifies.pop(0)
+            self.received.append(json.loads(note.payload))
+
+    def wait(self, timeout=30.0, **match):
+        """Waits for a payload whose fields equal `match`; returns (payload, seconds waited)."""
+        start = time.monotonic()
+        seen = 0
+        while True:
+            for payload in self.received[seen:]:
+                if all(payload.get(k) == v for k, v in match.items()):
+                    self.received.remove(payload)
+                    return payload, time.monotonic() - start
+            seen = len(self.received)
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                raise AssertionError(f"no notification matching {match} within {timeout}s; "
+                                     f"got {self.received}")
+            self.drain(min(left, 0.5))
+
+    def close(self):
+        self.conn.close()

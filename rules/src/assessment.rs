@@ -65,6 +65,18 @@ impl SlotAssessment {
         self.findings.iter().find(|f| f.code == code)
     }
 
+    /// Adds findings that need history (from the background worker's samples) and re-derives
+    /// the status and remedy.
+    pub fn add_findings(&mut self, extra: Vec<Finding>, slot: &SlotObservation) {
+        if extra.is_empty() {
+            return;
+        }
+        self.findings.extend(extra);
+        sort_findings(&mut self.findings);
+        self.status = self.findings[0].severity;
+        self.remediation = Some(slot_remediation(self.findings[0].code, slot));
+    }
+
     /// Facts behind the verdict, for the `detail` jsonb column.
     pub fn detail(&self, slot: &SlotObservation, server: &ServerObservation) -> Value {
         let lsn = |l: Option<u64>| l.map(format_lsn);
@@ -566,6 +578,27 @@ mod tests {
         let a = assess(&slot);
         assert_eq!(a.codes(), ["unreserved", "inactive", "retained_wal_high"]);
         assert!(a.remediation.unwrap().contains("next checkpoint"));
+    }
+
+    #[test]
+    fn history_findings_merge_into_status_and_remedy() {
+        let slot = slot_retaining(MB);
+        let mut a = assess(&slot);
+        a.add_findings(vec![], &slot);
+        assert_eq!(a.status, Severity::Ok);
+        a.add_findings(
+            vec![Finding::new(
+                FindingCode::Stalled,
+                Severity::Critical,
+                "stuck",
+            )],
+            &slot,
+        );
+        assert_eq!((a.status, a.codes()), (Severity::Critical, vec!["stalled"]));
+        assert!(a
+            .remediation
+            .unwrap()
+            .contains("connected but has not confirmed"));
     }
 
     #[test]

@@ -4,13 +4,24 @@
 //! which findings a slot has, how severe they are and what the operator should do. Keeping
 //! them free of pgrx makes every rule testable with plain `cargo test`.
 
+pub mod alerts;
 pub mod assessment;
 pub mod finding;
+pub mod history;
 pub mod lsn;
 pub mod observation;
 pub mod remediation;
+pub mod sparkline;
 pub mod units;
 
+pub use alerts::{
+    payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,
+    ResolvedAlert, NOTIFY_LIMIT,
+};
 pub use assessment::{assess_slot, worst_first, SlotAssessment, Thresholds};
 pub use finding::{Finding, FindingCode, Severity};
+pub use history::{
+    forecast, history_findings, Forecast, ForecastTarget, HistoryLimits, Sample, SlotTrack,
+    SAMPLES_PER_SLOT,
+};
 pub use observation::{ServerObservation, SlotObservation, SlotType, WalStatus};

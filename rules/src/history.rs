@@ -1,0 +1,937 @@
+//! Rules that need a slot's history rather than one observation: `stalled`,
+//! `budget_exhaustion_soon` and the growth forecast behind the latter.
+//!
+//! The background worker keeps one [`SlotTrack`] per slot in PostgreSQL shared memory, so
+//! every type here is fixed-size and holds no heap pointer.
+
+use serde::Serialize;
+
+use crate::finding::{sort_findings, Finding, FindingCode, Severity};
+use crate::lsn::bytes_between;
+use crate::observation::WalStatus;
+use crate::units::{pretty_bytes, pretty_duration};
+
+/// Ring capacity: the oldest sample is dropped when a new one does not fit.
+pub const SAMPLES_PER_SLOT: usize = 64;
+
+/// PostgreSQL names are at most `NAMEDATALEN - 1` bytes.
+const MAX_NAME_BYTES: usize = 63;
+
+/// What the worker saw of one slot at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Unix seconds.
+    pub at: f64,
+    /// Server WAL position at sampling time.
+    pub current_lsn: u64,
+    pub restart_lsn: Option<u64>,
+    /// Logical slots only.
+    pub confirmed_flush_lsn: Option<u64>,
+    /// `current_lsn - restart_lsn`; `None` once lost or when the slot never reserved WAL.
+    pub retained_bytes: Option<i64>,
+    pub safe_wal_size: Option<i64>,
+    pub active: bool,
+    pub wal_status: Option<WalStatus>,
+}
+
+impl Sample {
+    /// How far the consumer got: `confirmed_flush_lsn` for a logical slot, `restart_lsn`
+    /// for a physical one (which has no confirmed position).
+    pub fn consumer_lsn(&self) -> Option<u64> {
+        self.confirmed_flush_lsn.or(self.restart_lsn)
+    }
+}
+
+/// History of one slot, kept in shared memory by the background worker.
+#[derive(Debug, Clone)]
+pub struct SlotTrack {
+    /// Slot names are at most 63 bytes.
+    pub name: heapless::String<64>,
+    pub samples: heapless::Deque<Sample, SAMPLES_PER_SLOT>,
+    /// When the consumer's position last advanced (the first sample counts: a slot is not
+    /// stalled before it has been watched).
+    pub last_progress_at: Option<f64>,
+    /// Server `current_lsn` at that moment, to tell a stalled consumer from an idle server.
+    pub lsn_at_progress: Option<u64>,
+    /// When the current consumer connected (the sample at which the slot turned active) and
+    /// the server position then: a consumer that just (re)connected has not stalled yet.
+    pub connected_at: Option<(f64, u64)>,
+    /// First sample at which the slot was seen inactive; `None` while active.
+    pub inactive_since: Option<f64>,
+}
+
+impl SlotTrack {
+    /// An empty track; `None` when `name` cannot be a slot name (more than 63 bytes).
+    pub fn new(name: &str) -> Option<SlotTrack> {
+        if name.len() > MAX_NAME_BYTES {
+            return None;
+        }
+        Some(SlotTrack {
+            name: heapless::String::try_from(name).ok()?,
+            samples: heapless::Deque::new(),
+            last_progress_at: None,
+            lsn_at_progress: None,
+            connected_at: None,
+            inactive_since: None,
+        })
+    }
+
+    /// Appends `s`, dropping the oldest sample when the ring is full, and updates the
+    /// progress and inactivity marks.
+    pub fn record(&mut self, s: Sample) {
+        let progressed = match self.samples.back() {
+            None => true,
+            Some(prev) => match (prev.consumer_lsn(), s.consumer_lsn()) {
+                (Some(before), Some(after)) => after > before,
+                // The slot got a position it did not have (e.g. a standby connected).
+                (None, Some(_)) => true,
+                (_, None) => false,
+            },
+        };
+        if progressed {
+            self.last_progress_at = Some(s.at);
+            self.lsn_at_progress = Some(s.current_lsn);
+        }
+        if s.active {
+            self.inactive_since = None;
+            if self.connected_at.is_none() {
+                self.connected_at = Some((s.at, s.current_lsn));
+            }
+        } else {
+            self.connected_at = None;
+            if self.inactive_since.is_none() {
+                self.inactive_since = Some(s.at);
+            }
+        }
+        if self.samples.is_full() {
+            self.samples.pop_front();
+        }
+        // Cannot fail: there is room now.
+        let _ = self.samples.push_back(s);
+    }
+
+    pub fn latest(&self) -> Option<&Sample> {
+        self.samples.back()
+    }
+
+    /// Seconds since the slot was first seen inactive; `None` while it is active or before
+    /// any sample. Never negative, even if the clock stepped back.
+    pub fn inactive_for(&self, now: f64) -> Option<f64> {
+        self.inactive_since.map(|since| (now - since).max(0.0))
+    }
+
+    /// `(at, retained_bytes)` of the samples taken since `since` that know their retained WAL.
+    fn retained_points(&self, since: f64) -> impl Iterator<Item = (f64, f64)> + Clone + '_ {
+        self.samples
+            .iter()
+            .filter(move |s| s.at >= since)
+            .filter_map(|s| Some((s.at, s.retained_bytes? as f64)))
+    }
+
+    /// Least-squares slope of retained WAL over the last `window_secs`, in bytes per second
+    /// (negative while the consumer catches up). `None` without at least 3 samples spanning
+    /// a quarter of the window (and 2 s): fewer would make a single burst look like a trend.
+    pub fn growth_bytes_per_sec(&self, now: f64, window_secs: f64) -> Option<f64> {
+        let points = self.retained_points(now - window_secs);
+        let n = points.clone().count();
+        if n < 3 {
+            return None;
+        }
+        let (first, last) = points
+            .clone()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (t, _)| {
+                (lo.min(t), hi.max(t))
+            });
+        let span = last - first;
+        if span.is_nan() || span < (window_secs / 4.0).max(2.0) {
+            return None;
+        }
+        // Centred sums: unix seconds squared would lose the precision the slope needs.
+        let (sum_t, sum_y) = points
+            .clone()
+            .fold((0.0, 0.0), |(st, sy), (t, y)| (st + t, sy + y));
+        let (mean_t, mean_y) = (sum_t / n as f64, sum_y / n as f64);
+        let (sxx, sxy) = points.fold((0.0, 0.0), |(sxx, sxy), (t, y)| {
+            let dt = t - mean_t;
+            (sxx + dt * dt, sxy + dt * (y - mean_y))
+        });
+        let slope = sxy / sxx;
+        (sxx > 0.0 && slope.is_finite()).then_some(slope)
+    }
+
+    /// Whether retained WAL rose in at least 2/3 of the consecutive sample pairs since
+    /// `since`: a steady climb, not one burst in an otherwise flat history. Flat pairs do
+    /// not count as rising: with a stuck consumer retained WAL never shrinks, so "did not
+    /// shrink" would let every burst through.
+    fn mostly_growing(&self, since: f64) -> bool {
+        let mut points = self.retained_points(since);
+        let Some((_, mut prev)) = points.next() else {
+            return false;
+        };
+        let (mut pairs, mut grew) = (0usize, 0usize);
+        for (_, y) in points {
+            pairs += 1;
+            if y > prev {
+                grew += 1;
+            }
+            prev = y;
+        }
+        pairs > 0 && grew * 3 >= pairs * 2
+    }
+}
+
+/// The limits of the history rules (the `cdc_health.*` settings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryLimits {
+    /// `stalled` warning after this long without progress; critical after 4 times it.
+    pub stall_after_secs: f64,
+    /// `budget_exhaustion_soon` warning when the forecast reaches its target within this.
+    pub eta_warning_secs: f64,
+    /// `budget_exhaustion_soon` critical within this.
+    pub eta_critical_secs: f64,
+    /// How much history the growth rate is fitted on.
+    pub forecast_window_secs: f64,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            stall_after_secs: 120.0,
+            eta_warning_secs: 3600.0,
+            eta_critical_secs: 900.0,
+            forecast_window_secs: 600.0,
+        }
+    }
+}
+
+/// What the forecast counts down to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForecastTarget {
+    /// `safe_wal_size` reaching zero: the slot is lost (`max_slot_wal_keep_size` is set).
+    Budget,
+    /// Retained WAL reaching the ceiling the caller passed (no budget is set).
+    Ceiling,
+    /// No estimate.
+    None,
+}
+
+/// Where retained WAL is heading.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Forecast {
+    /// Shown even when no ETA is given (e.g. negative while the consumer catches up).
+    pub growth_bytes_per_sec: Option<f64>,
+    pub eta_secs: Option<f64>,
+    pub to: ForecastTarget,
+}
+
+/// Extrapolates retained WAL growth to the budget (`safe_wal_size`) or, without one, to
+/// `ceiling_bytes`. No ETA while the slot advances, shrinks, bursts or is lost: the
+/// forecast is meant for a consumer that has stopped, not one that is merely busy.
+/// A `ceiling_bytes` of zero or less means there is no ceiling.
+pub fn forecast(
+    track: &SlotTrack,
+    now: f64,
+    ceiling_bytes: i64,
+    limits: &HistoryLimits,
+) -> Forecast {
+    let window = limits.forecast_window_secs;
+    let growth = track.growth_bytes_per_sec(now, window);
+    let no_eta = Forecast {
+        growth_bytes_per_sec: growth,
+        eta_secs: None,
+        to: ForecastTarget::None,
+    };
+    let Some(rate) = growth.filter(|&g| g > 0.0) else {
+        return no_eta;
+    };
+    if track.last_progress_at.is_some_and(|at| at >= now - window) {
+        return no_eta;
+    }
+    let Some(latest) = track.latest() else {
+        return no_eta;
+    };
+    let Some(retained) = latest
+        .retained_bytes
+        .filter(|_| latest.wal_status != Some(WalStatus::Lost))
+    else {
+        return no_eta;
+    };
+    if !track.mostly_growing(now - window) {
+        return no_eta;
+    }
+    let (remaining, to) = match latest.safe_wal_size {
+        Some(safe) => (safe.max(0), ForecastTarget::Budget),
+        None if ceiling_bytes > 0 => (
+            ceiling_bytes.saturating_sub(retained).max(0),
+            ForecastTarget::Ceiling,
+        ),
+        None => return no_eta,
+    };
+    Forecast {
+        growth_bytes_per_sec: growth,
+        eta_secs: Some(remaining as f64 / rate),
+        to,
+    }
+}
+
+/// The history rules for one slot (worst first), and the forecast for the
+/// `growth_bytes_per_sec` and `eta_to_lost` columns.
+pub fn history_findings(
+    track: &SlotTrack,
+    now: f64,
+    ceiling_bytes: i64,
+    limits: &HistoryLimits,
+) -> (Vec<Finding>, Forecast) {
+    let forecast = forecast(track, now, ceiling_bytes, limits);
+    let mut findings = Vec::new();
+    findings.extend(stalled_finding(track, now, limits));
+    findings.extend(budget_finding(&forecast, ceiling_bytes, limits));
+    sort_findings(&mut findings);
+    (findings, forecast)
+}
+
+/// A connected consumer that confirms nothing while the server writes WAL. An idle server
+/// is not a stall, and a disconnected consumer is the `inactive` finding's job.
+fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Option<Finding> {
+    let latest = track.latest()?;
+    if !latest.active || latest.wal_status == Some(WalStatus::Lost) {
+        return None;
+    }
+    // The stall clock starts at the last progress or at the (re)connection, whichever is later.
+    let progress = (track.last_progress_at?, track.lsn_at_progress?);
+    let (since, lsn_then) = match track.connected_at {
+        Some(connected) if connected.0 > progress.0 => connected,
+        _ => progress,
+    };
+    let stalled_for = now - since;
+    let written = bytes_between(latest.current_lsn, lsn_then);
+    let unconfirmed = latest.current_lsn > latest.consumer_lsn()?;
+    if !(stalled_for >= limits.stall_after_secs && written > 0 && unconfirmed) {
+        return None;
+    }
+    let severity = if stalled_for >= 4.0 * limits.stall_after_secs {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    };
+    Some(Finding::new(
+        FindingCode::Stalled,
+        severity,
+        format!(
+            "connected but has confirmed nothing for {} while the server wrote {} of WAL",
+            pretty_duration(stalled_for),
+            pretty_bytes(written)
+        ),
+    ))
+}
+
+fn budget_finding(
+    forecast: &Forecast,
+    ceiling_bytes: i64,
+    limits: &HistoryLimits,
+) -> Option<Finding> {
+    let eta = forecast.eta_secs?;
+    let rate = forecast.growth_bytes_per_sec?;
+    let severity = if eta <= limits.eta_critical_secs {
+        Severity::Critical
+    } else if eta <= limits.eta_warning_secs {
+        Severity::Warning
+    } else {
+        return None;
+    };
+    // At least 1 so a slow but real growth never reads as "0 bytes/s".
+    let per_sec = pretty_bytes(rate.round().max(1.0) as i64);
+    let when = pretty_duration(eta);
+    let summary = match forecast.to {
+        ForecastTarget::Budget => format!(
+            "retained WAL grows by {per_sec}/s: the slot uses up max_slot_wal_keep_size and is lost in about {when}"
+        ),
+        ForecastTarget::Ceiling => format!(
+            "retained WAL grows by {per_sec}/s and reaches {} in about {when}",
+            pretty_bytes(ceiling_bytes)
+        ),
+        ForecastTarget::None => return None,
+    };
+    Some(Finding::new(
+        FindingCode::BudgetExhaustionSoon,
+        severity,
+        summary,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MB: i64 = 1 << 20;
+    /// A realistic unix time, so the tests exercise the precision of the fit.
+    const T0: f64 = 1_700_000_000.0;
+
+    /// An active logical slot whose consumer confirmed `confirmed` (restart_lsn follows it).
+    fn logical(at: f64, current: u64, confirmed: u64) -> Sample {
+        Sample {
+            at: T0 + at,
+            current_lsn: current,
+            restart_lsn: Some(confirmed),
+            confirmed_flush_lsn: Some(confirmed),
+            retained_bytes: Some(bytes_between(current, confirmed)),
+            safe_wal_size: None,
+            active: true,
+            wal_status: Some(WalStatus::Reserved),
+        }
+    }
+
+    fn physical(at: f64, current: u64, restart: u64) -> Sample {
+        Sample {
+            confirmed_flush_lsn: None,
+            ..logical(at, current, restart)
+        }
+    }
+
+    fn track_of(samples: impl IntoIterator<Item = Sample>) -> SlotTrack {
+        let mut track = SlotTrack::new("s").unwrap();
+        for s in samples {
+            track.record(s);
+        }
+        track
+    }
+
+    /// A consumer stuck at 0 while the server writes `step` bytes every 10 s, from `start`
+    /// seconds for `count` samples.
+    fn stuck(start: f64, count: usize, step: u64) -> Vec<Sample> {
+        (0..count)
+            .map(|i| {
+                let current = 1000 + step * i as u64;
+                logical(start + 10.0 * i as f64, current, 1000)
+            })
+            .collect()
+    }
+
+    fn codes(findings: &[Finding]) -> Vec<&'static str> {
+        findings.iter().map(|f| f.code.as_str()).collect()
+    }
+
+    #[test]
+    fn names_longer_than_63_bytes_are_refused() {
+        assert!(SlotTrack::new("").is_some());
+        assert_eq!(
+            SlotTrack::new(&"a".repeat(63)).unwrap().name.as_str(),
+            "a".repeat(63)
+        );
+        assert!(SlotTrack::new(&"a".repeat(64)).is_none());
+        // 21 three-byte characters are 63 bytes; one more is 66.
+        assert!(SlotTrack::new(&"€".repeat(21)).is_some());
+        assert!(SlotTrack::new(&"€".repeat(22)).is_none());
+    }
+
+    #[test]
+    fn ring_drops_the_oldest_sample_when_full() {
+        let track = track_of((0..SAMPLES_PER_SLOT + 6).map(|i| logical(i as f64, 10, 10)));
+        assert_eq!(track.samples.len(), SAMPLES_PER_SLOT);
+        assert_eq!(track.samples.front().unwrap().at, T0 + 6.0);
+        assert_eq!(
+            track.latest().unwrap().at,
+            T0 + (SAMPLES_PER_SLOT + 5) as f64
+        );
+    }
+
+    #[test]
+    fn empty_track_has_no_latest_and_no_marks() {
+        let track = SlotTrack::new("s").unwrap();
+        assert_eq!(track.latest(), None);
+        assert_eq!(track.inactive_for(T0), None);
+        assert_eq!(
+            (track.last_progress_at, track.lsn_at_progress),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn first_sample_counts_as_progress() {
+        let track = track_of([logical(5.0, 500, 100)]);
+        assert_eq!(track.last_progress_at, Some(T0 + 5.0));
+        assert_eq!(track.lsn_at_progress, Some(500));
+    }
+
+    #[test]
+    fn logical_progress_follows_confirmed_flush() {
+        let mut track = track_of([logical(0.0, 500, 100)]);
+        track.record(logical(10.0, 600, 100));
+        assert_eq!(track.last_progress_at, Some(T0), "unchanged position");
+
+        let mut moved_restart_only = logical(20.0, 700, 100);
+        moved_restart_only.restart_lsn = Some(150);
+        track.record(moved_restart_only);
+        assert_eq!(track.last_progress_at, Some(T0), "restart_lsn is not used");
+
+        track.record(logical(30.0, 800, 101));
+        assert_eq!(track.last_progress_at, Some(T0 + 30.0));
+        assert_eq!(track.lsn_at_progress, Some(800));
+    }
+
+    #[test]
+    fn physical_progress_follows_restart_lsn() {
+        let mut track = track_of([physical(0.0, 500, 100)]);
+        track.record(physical(10.0, 600, 100));
+        assert_eq!(track.last_progress_at, Some(T0));
+        track.record(physical(20.0, 700, 300));
+        assert_eq!(track.last_progress_at, Some(T0 + 20.0));
+        assert_eq!(track.lsn_at_progress, Some(700));
+    }
+
+    #[test]
+    fn going_backwards_or_losing_the_position_is_not_progress() {
+        let mut track = track_of([logical(0.0, 500, 300)]);
+        track.record(logical(10.0, 600, 200));
+        let mut lost = logical(20.0, 700, 0);
+        lost.restart_lsn = None;
+        lost.confirmed_flush_lsn = None;
+        track.record(lost);
+        assert_eq!(track.last_progress_at, Some(T0));
+    }
+
+    #[test]
+    fn gaining_a_position_is_progress() {
+        let mut none = physical(0.0, 500, 0);
+        none.restart_lsn = None;
+        let mut track = track_of([none]);
+        track.record(physical(10.0, 600, 550));
+        assert_eq!(track.last_progress_at, Some(T0 + 10.0));
+    }
+
+    #[test]
+    fn inactive_since_is_the_first_inactive_sample_and_resets_when_active() {
+        let idle = |at| Sample {
+            active: false,
+            ..logical(at, 10, 10)
+        };
+        let mut track = track_of([logical(0.0, 10, 10), idle(10.0), idle(20.0)]);
+        assert_eq!(track.inactive_since, Some(T0 + 10.0));
+        assert_eq!(track.inactive_for(T0 + 70.0), Some(60.0));
+        assert_eq!(track.inactive_for(T0), Some(0.0), "clock stepped back");
+        track.record(logical(30.0, 10, 10));
+        assert_eq!(
+            (track.inactive_since, track.inactive_for(T0 + 99.0)),
+            (None, None)
+        );
+        track.record(idle(40.0));
+        assert_eq!(track.inactive_since, Some(T0 + 40.0));
+    }
+
+    #[test]
+    fn growth_is_the_least_squares_slope() {
+        // 1 MB every 10 s.
+        let track = track_of(stuck(0.0, 20, MB as u64));
+        let growth = track.growth_bytes_per_sec(T0 + 190.0, 600.0).unwrap();
+        assert!((growth - MB as f64 / 10.0).abs() < 1e-6, "{growth}");
+    }
+
+    #[test]
+    fn growth_fits_noisy_data_and_can_be_negative() {
+        // y = 100 - 2t plus noise uncorrelated with t: the slope stays -2.
+        let track = track_of(
+            [(0.0, 102), (10.0, 78), (20.0, 58), (30.0, 42)].map(|(t, y)| Sample {
+                retained_bytes: Some(y),
+                ..logical(t, 0, 0)
+            }),
+        );
+        let growth = track.growth_bytes_per_sec(T0 + 30.0, 100.0).unwrap();
+        assert!((growth + 2.0).abs() < 1e-9, "{growth}");
+    }
+
+    #[test]
+    fn growth_needs_three_samples() {
+        let track = track_of(stuck(0.0, 2, 100));
+        assert_eq!(track.growth_bytes_per_sec(T0 + 10.0, 40.0), None);
+        let track = track_of(stuck(0.0, 3, 100));
+        assert_eq!(track.growth_bytes_per_sec(T0 + 20.0, 40.0), Some(10.0));
+    }
+
+    #[test]
+    fn growth_needs_a_quarter_of_the_window() {
+        // Samples span 20 s.
+        let track = track_of(stuck(0.0, 3, 100));
+        assert_eq!(track.growth_bytes_per_sec(T0 + 20.0, 80.0), Some(10.0));
+        assert_eq!(track.growth_bytes_per_sec(T0 + 20.0, 80.1), None);
+    }
+
+    #[test]
+    fn growth_needs_two_seconds_and_distinct_times() {
+        let close = [0.0, 0.9, 1.9].map(|t| logical(t, 1000 + (t * 10.0) as u64, 1000));
+        assert_eq!(track_of(close).growth_bytes_per_sec(T0 + 2.0, 4.0), None);
+        let spaced = [0.0, 1.0, 2.0].map(|t| logical(t, 1000 + (t * 10.0) as u64, 1000));
+        assert_eq!(
+            track_of(spaced).growth_bytes_per_sec(T0 + 2.0, 4.0),
+            Some(10.0)
+        );
+        let same = [logical(0.0, 1, 0), logical(0.0, 2, 0), logical(0.0, 3, 0)];
+        assert_eq!(track_of(same).growth_bytes_per_sec(T0, 0.0), None);
+    }
+
+    #[test]
+    fn growth_ignores_old_samples_and_unknown_retained() {
+        let mut samples = vec![logical(0.0, 1_000_000, 0)]; // outside the window: huge
+        samples.extend(stuck(100.0, 5, 100));
+        samples.push(Sample {
+            retained_bytes: None,
+            ..logical(145.0, 0, 0)
+        });
+        let track = track_of(samples);
+        assert_eq!(track.growth_bytes_per_sec(T0 + 145.0, 50.0), Some(10.0));
+        // Sample at exactly now - window is inside.
+        assert!(track.growth_bytes_per_sec(T0 + 150.0, 150.0).unwrap() < 0.0);
+    }
+
+    #[test]
+    fn history_limits_defaults() {
+        let l = HistoryLimits::default();
+        assert_eq!(
+            (
+                l.stall_after_secs,
+                l.eta_warning_secs,
+                l.eta_critical_secs,
+                l.forecast_window_secs
+            ),
+            (120.0, 3600.0, 900.0, 600.0)
+        );
+    }
+
+    /// A consumer stuck since T0 while retained WAL grows 100 bytes/s, sampled every 10 s
+    /// for 20 min; forecast at the last sample.
+    fn stuck_track() -> (SlotTrack, f64) {
+        (track_of(stuck(0.0, 121, 1000)), T0 + 1200.0)
+    }
+
+    #[test]
+    fn forecast_counts_down_to_the_budget() {
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().safe_wal_size = Some(90_000);
+        let f = forecast(&track, now, 10 * MB, &HistoryLimits::default());
+        assert_eq!(f.to, ForecastTarget::Budget);
+        assert!((f.growth_bytes_per_sec.unwrap() - 100.0).abs() < 1e-9);
+        assert!((f.eta_secs.unwrap() - 900.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn forecast_past_the_budget_is_zero() {
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().safe_wal_size = Some(-5);
+        let f = forecast(&track, now, 10 * MB, &HistoryLimits::default());
+        assert_eq!((f.eta_secs, f.to), (Some(0.0), ForecastTarget::Budget));
+    }
+
+    #[test]
+    fn forecast_without_a_budget_aims_at_the_ceiling() {
+        let (track, now) = stuck_track();
+        // Retained is 120_000 at the last sample.
+        let f = forecast(&track, now, 300_000, &HistoryLimits::default());
+        assert_eq!(f.to, ForecastTarget::Ceiling);
+        assert!((f.eta_secs.unwrap() - 1800.0).abs() < 1e-6);
+        let past = forecast(&track, now, 100_000, &HistoryLimits::default());
+        assert_eq!(
+            (past.eta_secs, past.to),
+            (Some(0.0), ForecastTarget::Ceiling)
+        );
+    }
+
+    #[test]
+    fn no_ceiling_and_no_budget_means_no_eta() {
+        let (track, now) = stuck_track();
+        for ceiling in [0, -1] {
+            let f = forecast(&track, now, ceiling, &HistoryLimits::default());
+            assert_eq!((f.eta_secs, f.to), (None, ForecastTarget::None));
+            assert!(f.growth_bytes_per_sec.is_some());
+        }
+    }
+
+    #[test]
+    fn no_forecast_while_the_slot_advances() {
+        let (mut track, now) = stuck_track();
+        let limits = HistoryLimits::default();
+        // Progress exactly at the window's start still counts as advancing.
+        track.last_progress_at = Some(now - limits.forecast_window_secs);
+        let f = forecast(&track, now, 10 * MB, &limits);
+        assert_eq!((f.eta_secs, f.to), (None, ForecastTarget::None));
+        assert!(f.growth_bytes_per_sec.unwrap() > 0.0, "growth still shown");
+        track.last_progress_at = Some(now - limits.forecast_window_secs - 0.5);
+        assert!(forecast(&track, now, 10 * MB, &limits).eta_secs.is_some());
+    }
+
+    #[test]
+    fn no_eta_when_shrinking_flat_or_unknown() {
+        let limits = HistoryLimits::default();
+        let flat = track_of(stuck(0.0, 121, 0));
+        let f = forecast(&flat, T0 + 1200.0, 10 * MB, &limits);
+        assert_eq!((f.growth_bytes_per_sec, f.eta_secs), (Some(0.0), None));
+
+        let shrinking = track_of((0..121).map(|i| Sample {
+            retained_bytes: Some(1_000_000 - 10 * i),
+            ..logical(10.0 * i as f64, 0, 0)
+        }));
+        let f = forecast(&shrinking, T0 + 1200.0, 10 * MB, &limits);
+        assert!(f.growth_bytes_per_sec.unwrap() < 0.0);
+        assert_eq!((f.eta_secs, f.to), (None, ForecastTarget::None));
+
+        let empty = SlotTrack::new("s").unwrap();
+        let f = forecast(&empty, T0, 10 * MB, &limits);
+        assert_eq!((f.growth_bytes_per_sec, f.eta_secs), (None, None));
+    }
+
+    #[test]
+    fn no_eta_once_the_latest_sample_is_lost() {
+        let limits = HistoryLimits::default();
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().wal_status = Some(WalStatus::Lost);
+        assert_eq!(forecast(&track, now, 10 * MB, &limits).eta_secs, None);
+
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().retained_bytes = None;
+        assert_eq!(forecast(&track, now, 10 * MB, &limits).eta_secs, None);
+    }
+
+    /// Retained WAL over 7 samples (6 pairs) in the window, of which `grow` pairs grow.
+    fn pairs_track(grow: usize) -> SlotTrack {
+        let mut y = 1000;
+        let mut samples = stuck(0.0, 100, 0); // old history, outside the window
+        for i in 0..7 {
+            if i > 0 {
+                // Big rises, small dips: the slope stays positive.
+                y += if i <= grow { 1000 } else { -10 };
+            }
+            samples.push(Sample {
+                retained_bytes: Some(y),
+                ..logical(1000.0 + 100.0 * i as f64, 0, 0)
+            });
+        }
+        track_of(samples)
+    }
+
+    #[test]
+    fn eta_needs_growth_in_two_thirds_of_the_pairs() {
+        let limits = HistoryLimits::default();
+        let now = T0 + 1600.0;
+        let f = forecast(&pairs_track(4), now, 10 * MB, &limits);
+        assert!(f.eta_secs.is_some(), "4 of 6 pairs grew");
+        let f = forecast(&pairs_track(3), now, 10 * MB, &limits);
+        assert!(f.growth_bytes_per_sec.unwrap() > 0.0);
+        assert_eq!(f.eta_secs, None, "3 of 6 pairs grew");
+    }
+
+    #[test]
+    fn one_burst_in_a_flat_history_gives_no_eta() {
+        let mut samples = stuck(0.0, 121, 0);
+        for s in &mut samples[100..] {
+            s.retained_bytes = Some(50 * MB); // one jump, then flat again
+        }
+        let track = track_of(samples);
+        let f = forecast(&track, T0 + 1200.0, 100 * MB, &HistoryLimits::default());
+        assert!(f.growth_bytes_per_sec.unwrap() > 0.0);
+        assert_eq!(f.eta_secs, None);
+    }
+
+    fn eta_finding(safe_wal_size: i64) -> Option<Finding> {
+        let (mut track, now) = stuck_track();
+        let latest = track.samples.back_mut().unwrap();
+        // Keep stalled out of the picture: the consumer is disconnected.
+        latest.active = false;
+        latest.safe_wal_size = Some(safe_wal_size);
+        let (findings, _) = history_findings(&track, now, 10 * MB, &HistoryLimits::default());
+        assert!(findings.len() <= 1);
+        findings.into_iter().next()
+    }
+
+    #[test]
+    fn budget_exhaustion_severity_boundaries() {
+        // 100 bytes/s: the ETA is safe_wal_size / 100 seconds.
+        let cases = [
+            (0, Some(Severity::Critical)),
+            (90_000, Some(Severity::Critical)),
+            (90_010, Some(Severity::Warning)),
+            (360_000, Some(Severity::Warning)),
+            (360_010, None),
+        ];
+        for (safe, expected) in cases {
+            let f = eta_finding(safe);
+            assert_eq!(f.as_ref().map(|f| f.severity), expected, "{safe}");
+            if let Some(f) = f {
+                assert_eq!(f.code, FindingCode::BudgetExhaustionSoon);
+            }
+        }
+    }
+
+    #[test]
+    fn budget_summary_names_rate_and_time_left() {
+        let f = eta_finding(90_000).unwrap();
+        assert!(f.summary.contains("100 bytes/s"), "{}", f.summary);
+        assert!(f.summary.contains("lost in about 15min"), "{}", f.summary);
+    }
+
+    #[test]
+    fn ceiling_summary_names_the_ceiling() {
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().active = false;
+        let (findings, f) = history_findings(&track, now, 300_000, &HistoryLimits::default());
+        assert_eq!(f.to, ForecastTarget::Ceiling);
+        assert_eq!(codes(&findings), ["budget_exhaustion_soon"]);
+        assert_eq!(findings[0].severity, Severity::Warning);
+        assert!(
+            findings[0]
+                .summary
+                .contains("reaches 293 kB in about 30min"),
+            "{}",
+            findings[0].summary
+        );
+    }
+
+    #[test]
+    fn slow_growth_never_reads_as_zero_bytes() {
+        let f = Forecast {
+            growth_bytes_per_sec: Some(0.2),
+            eta_secs: Some(10.0),
+            to: ForecastTarget::Budget,
+        };
+        let finding = budget_finding(&f, 0, &HistoryLimits::default()).unwrap();
+        assert!(finding.summary.contains("1 bytes/s"), "{}", finding.summary);
+    }
+
+    /// Stuck at 1000 from T0 while the server writes 1 MB every 10 s; latest sample at
+    /// `now`, which is `secs` after the last progress.
+    fn stalled_after(secs: f64) -> Vec<Finding> {
+        let mut track = track_of(stuck(0.0, 3, MB as u64));
+        track.record(logical(secs, 1000 + 4 * MB as u64, 1000));
+        history_findings(&track, T0 + secs, 0, &HistoryLimits::default()).0
+    }
+
+    #[test]
+    fn a_reconnected_consumer_gets_a_fresh_stall_clock() {
+        let limits = HistoryLimits::default();
+        let mut track = track_of(stuck(0.0, 3, MB as u64));
+        let mut gone = logical(30.0, 1000 + 2 * MB as u64, 1000);
+        gone.active = false;
+        track.record(gone);
+        // Back 180 s later, at the same position, while the server keeps writing.
+        track.record(logical(210.0, 1000 + 3 * MB as u64, 1000));
+        track.record(logical(260.0, 1000 + 4 * MB as u64, 1000));
+        let codes = |t: &SlotTrack, now: f64| -> Vec<FindingCode> {
+            history_findings(t, T0 + now, 0, &limits)
+                .0
+                .iter()
+                .map(|f| f.code)
+                .collect()
+        };
+        assert!(
+            !codes(&track, 260.0).contains(&FindingCode::Stalled),
+            "50 s since reconnecting"
+        );
+        assert_eq!(
+            track.last_progress_at,
+            Some(T0),
+            "reconnecting is not progress"
+        );
+        track.record(logical(331.0, 1000 + 5 * MB as u64, 1000));
+        assert!(
+            codes(&track, 331.0).contains(&FindingCode::Stalled),
+            "121 s since reconnecting"
+        );
+    }
+
+    #[test]
+    fn stalled_severity_boundaries() {
+        let cases = [
+            (30.0, None),
+            (119.9, None),
+            (120.0, Some(Severity::Warning)),
+            (479.9, Some(Severity::Warning)),
+            (480.0, Some(Severity::Critical)),
+        ];
+        for (secs, expected) in cases {
+            let findings = stalled_after(secs);
+            let stalled = findings.iter().find(|f| f.code == FindingCode::Stalled);
+            assert_eq!(stalled.map(|f| f.severity), expected, "{secs}");
+        }
+    }
+
+    #[test]
+    fn stalled_summary_says_how_long_and_how_much() {
+        let findings = stalled_after(300.0);
+        assert_eq!(
+            findings[0].summary,
+            "connected but has confirmed nothing for 5min while the server wrote 4 MB of WAL"
+        );
+    }
+
+    #[test]
+    fn idle_server_is_not_a_stall() {
+        let track = track_of((0..10).map(|i| logical(60.0 * i as f64, 5000, 1000)));
+        let (findings, _) = history_findings(&track, T0 + 540.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn inactive_slot_is_not_stalled() {
+        let mut track = track_of(stuck(0.0, 3, MB as u64));
+        track.record(Sample {
+            active: false,
+            ..logical(300.0, 1000 + 4 * MB as u64, 1000)
+        });
+        let (findings, _) = history_findings(&track, T0 + 300.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn lost_slot_is_not_stalled() {
+        let mut track = track_of(stuck(0.0, 3, MB as u64));
+        track.record(Sample {
+            wal_status: Some(WalStatus::Lost),
+            retained_bytes: None,
+            ..logical(300.0, 1000 + 4 * MB as u64, 1000)
+        });
+        let (findings, _) = history_findings(&track, T0 + 300.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn nothing_to_confirm_is_not_a_stall() {
+        // A standby replaying behind a position copied from its primary: the server moves,
+        // the slot is already ahead of it.
+        let track = track_of([logical(0.0, 100, 5000), logical(300.0, 4000, 5000)]);
+        let (findings, _) = history_findings(&track, T0 + 300.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn physical_slot_stalls_on_restart_lsn() {
+        let track = track_of([physical(0.0, 1000, 500), physical(200.0, 9000, 500)]);
+        let (findings, _) = history_findings(&track, T0 + 200.0, 0, &HistoryLimits::default());
+        assert_eq!(codes(&findings), ["stalled"]);
+        let moving = track_of([physical(0.0, 1000, 500), physical(200.0, 9000, 600)]);
+        let (findings, _) = history_findings(&moving, T0 + 200.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty());
+    }
+
+    #[test]
+    fn both_findings_come_worst_first_with_the_forecast() {
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().safe_wal_size = Some(300_000); // 50min: warning
+        let (findings, f) = history_findings(&track, now, 10 * MB, &HistoryLimits::default());
+        // Stalled for 20min (>= 4 x 2min): critical, so it sorts first.
+        assert_eq!(codes(&findings), ["stalled", "budget_exhaustion_soon"]);
+        assert_eq!(findings[0].severity, Severity::Critical);
+        assert_eq!(findings[1].severity, Severity::Warning);
+        assert_eq!(f.to, ForecastTarget::Budget);
+    }
+
+    #[test]
+    fn track_types_are_plain_old_data() {
+        fn is_copy<T: Copy>() {}
+        is_copy::<Sample>();
+        is_copy::<HistoryLimits>();
+        is_copy::<Forecast>();
+        is_copy::<ForecastTarget>();
+        // The samples live inside the track, not behind a pointer.
+        assert!(
+            std::mem::size_of::<SlotTrack>() >= SAMPLES_PER_SLOT * std::mem::size_of::<Sample>()
+        );
+    }
+}

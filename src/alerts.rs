@@ -1,0 +1,280 @@
+//! Applies the rules' alert transitions: `cdc_health.alerts` rows, `NOTIFY` and the log.
+//!
+//! The table is the alert state (open alerts, when they started clearing, recent resolutions),
+//! so the worker, a restarted worker and `check_now()` all continue from the same place.
+
+use cdc_health_rules::alerts::{
+    payload, transitions, Action, Event, Observed, OpenAlert, PayloadFields, ResolvedAlert,
+};
+use cdc_health_rules::{Finding, FindingCode, Severity};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiHeapTupleData, SpiResult};
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::monitor::Applied;
+use crate::settings;
+
+/// Columns 3 and 4 of an alert row; `None` for values this version does not know.
+fn finding_and_severity(row: &SpiHeapTupleData<'_>) -> SpiResult<Option<(FindingCode, Severity)>> {
+    let finding = row
+        .get::<String>(3)?
+        .as_deref()
+        .and_then(FindingCode::parse);
+    let severity = row.get::<String>(4)?.as_deref().and_then(Severity::parse);
+    Ok(finding.zip(severity))
+}
+
+fn load_open(client: &SpiClient<'_>) -> SpiResult<Vec<OpenAlert>> {
+    let rows = client.select(
+        "SELECT id, subject, finding, severity, extract(epoch FROM raised_at)::float8,
+                extract(epoch FROM last_notified_at)::float8, extract(epoch FROM clear_since)::float8
+         FROM cdc_health.alerts WHERE resolved_at IS NULL",
+        None,
+        &[],
+    )?;
+    let mut open = Vec::new();
+    for row in rows {
+        let Some((finding, severity)) = finding_and_severity(&row)? else {
+            continue;
+        };
+        open.push(OpenAlert {
+            id: row.get(1)?.unwrap_or_default(),
+            subject: row.get(2)?.unwrap_or_default(),
+            finding,
+            severity,
+            raised_at: row.get(5)?.unwrap_or_default(),
+            last_notified_at: row.get(6)?.unwrap_or_default(),
+            clear_since: row.get(7)?,
+        });
+    }
+    Ok(open)
+}
+
+fn load_recently_resolved(client: &SpiClient<'_>, holddown: f64) -> SpiResult<Vec<ResolvedAlert>> {
+    let rows = client.select(
+        "SELECT id, subject, finding, extract(epoch FROM resolved_at)::float8
+         FROM cdc_health.alerts
+         WHERE resolved_at >= pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
+        None,
+        &[holddown.into()],
+    )?;
+    let mut resolved = Vec::new();
+    for row in rows {
+        let Some(finding) = row
+            .get::<String>(3)?
+            .as_deref()
+            .and_then(FindingCode::parse)
+        else {
+            continue;
+        };
+        resolved.push(ResolvedAlert {
+            id: row.get(1)?.unwrap_or_default(),
+            subject: row.get(2)?.unwrap_or_default(),
+            finding,
+            resolved_at: row.get(4)?.unwrap_or_default(),
+        });
+    }
+    Ok(resolved)
+}
+
+/// Computes and applies this pass's transitions; returns the events sent.
+pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
+    let policy = settings::alert_policy();
+    let actions = Spi::connect(|client| {
+        let open = load_open(client)?;
+        let resolved = load_recently_resolved(client, policy.holddown_secs)?;
+        Ok::<_, pgrx::spi::Error>(transitions(&open, &resolved, observed, now, &policy))
+    })?;
+    if actions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let time = Spi::get_one::<String>(
+        "SELECT to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    )?
+    .unwrap_or_default();
+    let mut applied = Vec::new();
+    for action in actions {
+        if let Some((event, row)) = apply_one(action)? {
+            applied.push(notify(event, row, &time)?);
+        }
+    }
+    Ok(applied)
+}
+
+/// Row values an event is reported with.
+struct Reported {
+    id: i64,
+    subject: String,
+    finding: FindingCode,
+    severity: Severity,
+    summary: String,
+    remediation: Option<String>,
+    detail: Value,
+}
+
+const RETURNING: &str = "RETURNING id, subject, finding, severity, summary, remediation, detail";
+
+/// Runs a statement that returns one alert row (see `RETURNING`).
+fn returning(sql: &str, args: Vec<DatumWithOid<'_>>) -> SpiResult<Option<Reported>> {
+    Spi::connect_mut(|client| {
+        let rows = client.update(sql, Some(1), &args)?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let Some((finding, severity)) = finding_and_severity(&row)? else {
+            return Ok(None);
+        };
+        Ok(Some(Reported {
+            id: row.get(1)?.unwrap_or_default(),
+            subject: row.get(2)?.unwrap_or_default(),
+            finding,
+            severity,
+            summary: row.get(5)?.unwrap_or_default(),
+            remediation: row.get(6)?,
+            detail: row.get::<JsonB>(7)?.map_or(Value::Null, |j| j.0),
+        }))
+    })
+}
+
+/// `lead` followed by the arguments that (re)write an alert's content.
+fn content(
+    lead: Vec<DatumWithOid<'static>>,
+    f: &Finding,
+    remediation: Option<String>,
+    detail: &Value,
+) -> Vec<DatumWithOid<'static>> {
+    let mut args = lead;
+    args.extend([
+        f.severity.as_str().into(),
+        f.summary.clone().into(),
+        remediation.into(),
+        detail.to_string().into(),
+    ]);
+    args
+}
+
+/// Applies one action; returns the event to send, if the action is one.
+fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
+    let refresh = format!(
+        "UPDATE cdc_health.alerts SET resolved_at = NULL, clear_since = NULL, severity = $2,
+             summary = $3, remediation = $4, detail = $5::jsonb, updated_at = now(),
+             last_notified_at = now(), notifications = notifications + 1
+         WHERE id = $1 {RETURNING}"
+    );
+    let refresh_event = match &action {
+        Action::Reopen { .. } => Some(Event::Raised),
+        Action::Escalate { .. } => Some(Event::Escalated),
+        Action::Remind { .. } => Some(Event::Reminder),
+        _ => None,
+    };
+    let (event, row) = match action {
+        Action::Raise {
+            subject,
+            finding,
+            remediation,
+            detail,
+        } => {
+            let lead = vec![subject.into(), finding.code.as_str().into()];
+            let args = content(lead, &finding, remediation, &detail);
+            let sql = format!(
+                "INSERT INTO cdc_health.alerts (subject, finding, severity, summary, remediation,
+                     detail, raised_at, updated_at, last_notified_at)
+                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, now(), now(), now()) {RETURNING}"
+            );
+            (Event::Raised, returning(&sql, args)?)
+        }
+        Action::Reopen {
+            id,
+            finding,
+            remediation,
+            detail,
+        }
+        | Action::Escalate {
+            id,
+            finding,
+            remediation,
+            detail,
+        }
+        | Action::Remind {
+            id,
+            finding,
+            remediation,
+            detail,
+        } => {
+            let args = content(vec![id.into()], &finding, remediation, &detail);
+            (
+                refresh_event.expect("a refresh action"),
+                returning(&refresh, args)?,
+            )
+        }
+        Action::Resolve { id, .. } => {
+            let sql = format!(
+                "UPDATE cdc_health.alerts SET resolved_at = now(), updated_at = now()
+                 WHERE id = $1 AND resolved_at IS NULL {RETURNING}"
+            );
+            (Event::Resolved, returning(&sql, vec![id.into()])?)
+        }
+        Action::Update { id, finding } => {
+            Spi::run_with_args(
+                "UPDATE cdc_health.alerts SET severity = $2, summary = $3, clear_since = NULL,
+                     updated_at = now() WHERE id = $1",
+                &[
+                    id.into(),
+                    finding.severity.as_str().into(),
+                    finding.summary.into(),
+                ],
+            )?;
+            return Ok(None);
+        }
+        Action::StartClearing { id, since } => {
+            Spi::run_with_args(
+                "UPDATE cdc_health.alerts SET clear_since = pg_catalog.to_timestamp($2) WHERE id = $1",
+                &[id.into(), since.into()],
+            )?;
+            return Ok(None);
+        }
+    };
+    Ok(row.map(|r| (event, r)))
+}
+
+/// Sends the event on the notify channel and to the server log; returns what was sent.
+fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
+    let text = payload(&PayloadFields {
+        alert_id: r.id,
+        event,
+        subject: &r.subject,
+        finding: r.finding,
+        severity: r.severity,
+        time,
+        summary: &r.summary,
+        remediation: r.remediation.as_deref(),
+        detail: &r.detail,
+    });
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_notify($1, $2)",
+        &[settings::notify_channel().into(), text.into()],
+    )?;
+    let line = format!(
+        "cdc_health: alert {} {} on {}: {} ({}): {}",
+        r.id,
+        event.as_str(),
+        r.subject,
+        r.finding.as_str(),
+        r.severity.as_str(),
+        r.summary
+    );
+    match event {
+        Event::Raised | Event::Escalated => warning!("{line}"),
+        Event::Resolved | Event::Reminder => log!("{line}"),
+    }
+    Ok(Applied {
+        event: event.as_str(),
+        alert_id: r.id,
+        subject: r.subject,
+        finding: r.finding.as_str(),
+        severity: r.severity.as_str(),
+        summary: r.summary,
+    })
+}

@@ -1,0 +1,248 @@
+//! One look at every slot, and one monitoring pass built on it.
+//!
+//! `observe` samples the catalogs, feeds the worker's history in shared memory and assesses
+//! each slot (used by `cdc_health()` and by the pass). `pass` then writes history, raises and
+//! resolves alerts and beats the heartbeat; the background worker and `check_now()` run it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cdc_health_rules::alerts::Observed;
+use cdc_health_rules::history::{history_findings, Forecast, Sample};
+use cdc_health_rules::lsn::bytes_between;
+use cdc_health_rules::remediation::slot_remediation;
+use cdc_health_rules::{
+    assess_slot, worst_first, Finding, ServerObservation, SlotAssessment, SlotObservation,
+    WalStatus,
+};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+use serde_json::{json, Value};
+
+use crate::{alerts, history, sampling, settings, shmem};
+
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// What the worker's history adds to one slot.
+#[derive(Debug, Clone)]
+pub struct HistoryView {
+    pub findings: Vec<Finding>,
+    pub forecast: Forecast,
+    pub last_progress_at: Option<f64>,
+    pub inactive_for: Option<f64>,
+}
+
+/// Why a slot has no history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Untracked {
+    /// Tracked (history present).
+    No,
+    /// The library is not preloaded: no worker, no shared memory.
+    NotPreloaded,
+    /// More slots than `cdc_health.max_tracked_slots`.
+    NoRoom,
+}
+
+/// One slot as seen now, with its verdict.
+pub struct SlotView {
+    pub slot: SlotObservation,
+    pub verdict: SlotAssessment,
+    pub history: Option<HistoryView>,
+    pub untracked: Untracked,
+}
+
+impl SlotView {
+    pub fn subject(&self) -> String {
+        format!("slot:{}", self.slot.slot_name)
+    }
+}
+
+fn sample_of(slot: &SlotObservation, server: &ServerObservation, at: f64) -> Sample {
+    let lost = slot.wal_status == Some(WalStatus::Lost) || slot.invalidation_reason.is_some();
+    let current = server.current_lsn.unwrap_or(0);
+    Sample {
+        at,
+        current_lsn: current,
+        restart_lsn: slot.restart_lsn,
+        confirmed_flush_lsn: slot.confirmed_flush_lsn,
+        retained_bytes: slot
+            .restart_lsn
+            .filter(|_| !lost)
+            .map(|r| bytes_between(current, r)),
+        safe_wal_size: slot
+            .safe_wal_size
+            .filter(|_| !lost && slot.restart_lsn.is_some()),
+        active: slot.active,
+        wal_status: slot.wal_status,
+    }
+}
+
+fn view_of(entry: &shmem::Entry, now: f64) -> HistoryView {
+    let limits = settings::history_limits();
+    let (findings, forecast) = history_findings(
+        &entry.track,
+        now,
+        settings::forecast_ceiling_bytes(),
+        &limits,
+    );
+    HistoryView {
+        findings,
+        forecast,
+        last_progress_at: entry.track.last_progress_at,
+        inactive_for: entry.track.inactive_for(now),
+    }
+}
+
+/// Samples and assesses every slot, worst first. With `record` the samples also go into the
+/// shared history (the monitoring pass does this; plain `cdc_health()` calls only read it).
+pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
+    let server = sampling::server();
+    let slots = sampling::slots()?;
+    let now = now_secs();
+    let histories: Option<Vec<Option<HistoryView>>> = if record {
+        shmem::write(|entries| {
+            let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
+            shmem::forget_missing(entries, &names);
+            slots
+                .iter()
+                .map(|slot| {
+                    let entry = shmem::entry_for(entries, &slot.slot_name)?;
+                    entry.track.record(sample_of(slot, &server, now));
+                    Some(view_of(entry, now))
+                })
+                .collect()
+        })
+    } else {
+        shmem::read(|entries| {
+            slots
+                .iter()
+                .map(|slot| {
+                    let name = slot.slot_name.as_str();
+                    let entry = entries
+                        .iter()
+                        .find(|e| e.in_use && e.track.name.as_str() == name);
+                    entry.map(|e| view_of(e, now))
+                })
+                .collect()
+        })
+    };
+
+    let limits = settings::thresholds();
+    let mut views: Vec<SlotView> = slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut slot)| {
+            let (history, untracked) = match &histories {
+                None => (None, Untracked::NotPreloaded),
+                Some(h) => match h[i].clone() {
+                    Some(view) => (Some(view), Untracked::No),
+                    None => (None, Untracked::NoRoom),
+                },
+            };
+            if slot.inactive_for_secs.is_none() {
+                slot.inactive_for_secs = history.as_ref().and_then(|h| h.inactive_for);
+            }
+            let mut verdict = assess_slot(&slot, &server, &limits);
+            if let Some(h) = &history {
+                verdict.add_findings(h.findings.clone(), &slot);
+            }
+            SlotView {
+                slot,
+                verdict,
+                history,
+                untracked,
+            }
+        })
+        .collect();
+    views.sort_by(|a, b| worst_first(&a.verdict, &b.verdict));
+    if record {
+        let untracked = views
+            .iter()
+            .filter(|v| v.untracked == Untracked::NoRoom)
+            .count();
+        shmem::update_worker(|w| w.untracked_slots = u32::try_from(untracked).unwrap_or(u32::MAX));
+    }
+    Ok((server, views))
+}
+
+/// The `detail` of one slot, including what the worker knows or why it knows nothing.
+pub fn detail(view: &SlotView, server: &ServerObservation) -> Value {
+    let mut detail = view.verdict.detail(&view.slot, server);
+    let worker = shmem::worker_status();
+    detail["worker"] = match (view.untracked, worker) {
+        (Untracked::NotPreloaded, _) | (_, None) => json!({
+            "running": false,
+            "note": "the background worker is not running: add cdc_health to \
+                     shared_preload_libraries for stalled, growth and forecast findings",
+        }),
+        (untracked, Some(w)) => json!({
+            "running": w.pid != 0,
+            "pid": w.pid,
+            "passes": w.passes,
+            "history": if untracked == Untracked::NoRoom {
+                "not kept: more slots than cdc_health.max_tracked_slots"
+            } else {
+                "kept"
+            },
+        }),
+    };
+    detail
+}
+
+/// A transition that was written and sent.
+pub struct Applied {
+    pub event: &'static str,
+    pub alert_id: i64,
+    pub subject: String,
+    pub finding: &'static str,
+    pub severity: &'static str,
+    pub summary: String,
+}
+
+/// Is the extension created in this database? The worker idles while it is not.
+pub fn extension_present() -> SpiResult<bool> {
+    Ok(Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'cdc_health')",
+    )?
+    .unwrap_or(false))
+}
+
+/// Key of the advisory lock that serialises passes (worker and `check_now()`).
+const PASS_LOCK: i64 = 0x6364_635f_6865_616c;
+
+/// One monitoring pass. With `wait` it queues behind a concurrent pass; without, it skips
+/// (returns `None`) when another pass is running. Writes nothing on a standby.
+pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
+    let lock = if wait {
+        "SELECT pg_catalog.pg_advisory_xact_lock($1) IS NOT NULL"
+    } else {
+        "SELECT pg_catalog.pg_try_advisory_xact_lock($1)"
+    };
+    if !Spi::get_one_with_args::<bool>(lock, &[PASS_LOCK.into()])?.unwrap_or(false) {
+        return Ok(None);
+    }
+    let (server, views) = observe(true)?;
+    if server.in_recovery {
+        return Ok(Some(Vec::new()));
+    }
+    let now = now_secs();
+    history::record(&server, &views, now)?;
+    let observed: Vec<Observed> = views
+        .iter()
+        .flat_map(|v| {
+            let detail = detail(v, &server);
+            v.verdict.findings.iter().map(move |f| Observed {
+                subject: v.subject(),
+                finding: f.clone(),
+                remediation: Some(slot_remediation(f.code, &v.slot)),
+                detail: detail.clone(),
+            })
+        })
+        .collect();
+    let applied = alerts::apply(&observed, now)?;
+    history::beat_heartbeat()?;
+    Ok(Some(applied))
+}

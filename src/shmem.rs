@@ -1,0 +1,269 @@
+//! Shared memory between the background worker and sessions: the worker's status and, per
+//! slot, the recent samples (`SlotTrack`), sized by `cdc_health.max_tracked_slots`.
+//!
+//! pgrx's `PgLwLock` has a compile-time size; this area is sized by a postmaster setting, so
+//! it is requested and attached by hand. One LWLock guards all of it; every critical section
+//! only copies plain data, so nothing in it can raise an error.
+
+use std::mem::{align_of, size_of};
+use std::ptr::{addr_of_mut, null_mut};
+
+use cdc_health_rules::history::SlotTrack;
+use cdc_health_rules::WalStatus;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::settings;
+
+const NAME: &std::ffi::CStr = c"cdc_health";
+
+/// What sessions can learn about the worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerStatus {
+    pub pid: i32,
+    pub started_at: f64,
+    pub last_pass_at: f64,
+    pub passes: u64,
+    pub failed_passes: u64,
+    /// The extension exists in `cdc_health.database` (the worker idles while it does not).
+    pub extension_present: bool,
+    pub in_recovery: bool,
+    /// Number of slots whose history did not fit in `cdc_health.max_tracked_slots`.
+    pub untracked_slots: u32,
+    /// When history rows were last written for slots without an entry.
+    pub untracked_history_at: f64,
+}
+
+/// One tracked slot and what the history writer last recorded for it.
+#[derive(Clone)]
+pub struct Entry {
+    pub in_use: bool,
+    pub track: SlotTrack,
+    pub history_at: f64,
+    pub history_wal_status: Option<WalStatus>,
+    pub history_active: bool,
+}
+
+#[repr(C)]
+struct Header {
+    lock: *mut pg_sys::LWLock,
+    capacity: usize,
+    worker: WorkerStatus,
+}
+
+static mut HEADER: *mut Header = null_mut();
+static mut ENTRIES: *mut Entry = null_mut();
+static mut PREV_REQUEST_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
+static mut PREV_STARTUP_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
+
+fn entries_offset() -> usize {
+    size_of::<Header>().next_multiple_of(align_of::<Entry>())
+}
+
+fn area_size(capacity: usize) -> usize {
+    entries_offset() + capacity * size_of::<Entry>()
+}
+
+/// Hooks the shared memory request and attach; call from `_PG_init` while preloading.
+pub fn init() {
+    // SAFETY: hooks are installed once, in the postmaster, while preloading.
+    unsafe {
+        #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
+        {
+            PREV_REQUEST_HOOK = pg_sys::shmem_request_hook;
+            pg_sys::shmem_request_hook = Some(on_request);
+        }
+        #[cfg(any(feature = "pg13", feature = "pg14"))]
+        request();
+        PREV_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(on_startup);
+    }
+}
+
+unsafe fn request() {
+    pg_sys::RequestAddinShmemSpace(area_size(settings::max_tracked_slots()));
+    pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_request() {
+    if let Some(prev) = PREV_REQUEST_HOOK {
+        prev();
+    }
+    request();
+}
+
+/// `AddinShmemInitLock` is a C macro (`&MainLWLockArray[21].lock`, the same in 13 to 18).
+unsafe fn addin_shmem_init_lock() -> *mut pg_sys::LWLock {
+    addr_of_mut!((*pg_sys::MainLWLockArray.add(21)).lock)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_startup() {
+    if let Some(prev) = PREV_STARTUP_HOOK {
+        prev();
+    }
+    let capacity = settings::max_tracked_slots();
+    let init_lock = addin_shmem_init_lock();
+    pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+    let mut found = false;
+    let base = pg_sys::ShmemInitStruct(NAME.as_ptr(), area_size(capacity), &mut found) as *mut u8;
+    let header = base as *mut Header;
+    let entries = base.add(entries_offset()) as *mut Entry;
+    if !found {
+        header.write(Header {
+            lock: addr_of_mut!((*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock),
+            capacity,
+            worker: WorkerStatus::default(),
+        });
+        for i in 0..capacity {
+            entries.add(i).write(Entry {
+                in_use: false,
+                track: SlotTrack::new("").expect("empty name fits"),
+                history_at: 0.0,
+                history_wal_status: None,
+                history_active: false,
+            });
+        }
+    }
+    HEADER = header;
+    ENTRIES = entries;
+    pg_sys::LWLockRelease(init_lock);
+}
+
+/// Holds the LWLock; released on drop, also when unwinding.
+struct Locked(*mut pg_sys::LWLock);
+
+impl Locked {
+    fn acquire(exclusive: bool) -> Option<Self> {
+        // SAFETY: HEADER is either null (not preloaded) or points at the initialised area.
+        let header = unsafe { HEADER.as_ref()? };
+        let mode = if exclusive {
+            pg_sys::LWLockMode::LW_EXCLUSIVE
+        } else {
+            pg_sys::LWLockMode::LW_SHARED
+        };
+        unsafe { pg_sys::LWLockAcquire(header.lock, mode) };
+        Some(Locked(header.lock))
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: we hold this lock (acquired in `acquire`).
+        unsafe {
+            if pg_sys::LWLockHeldByMe(self.0) {
+                pg_sys::LWLockRelease(self.0)
+            }
+        }
+    }
+}
+
+pub fn worker_status() -> Option<WorkerStatus> {
+    let _lock = Locked::acquire(false)?;
+    // SAFETY: the lock is held and HEADER is valid.
+    Some(unsafe { (*HEADER).worker })
+}
+
+pub fn update_worker(f: impl FnOnce(&mut WorkerStatus)) {
+    if let Some(_lock) = Locked::acquire(true) {
+        // SAFETY: the lock is held exclusively and HEADER is valid.
+        f(unsafe { &mut (*HEADER).worker });
+    }
+}
+
+/// Runs `f` over every entry with the lock held (exclusively when `exclusive`).
+fn with_entries<R>(exclusive: bool, f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
+    let _lock = Locked::acquire(exclusive)?;
+    // SAFETY: the lock is held; ENTRIES holds `capacity` initialised entries.
+    let entries = unsafe { std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity) };
+    Some(f(entries))
+}
+
+/// Read-only view of every tracked slot.
+pub fn read<R>(f: impl FnOnce(&[Entry]) -> R) -> Option<R> {
+    with_entries(false, |e| f(e))
+}
+
+/// Exclusive access, for the sampler.
+pub fn write<R>(f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
+    with_entries(true, f)
+}
+
+/// The entry of `name`, allocating a free one if needed; `None` when all are in use.
+pub fn entry_for<'a>(entries: &'a mut [Entry], name: &str) -> Option<&'a mut Entry> {
+    let index = entries
+        .iter()
+        .position(|e| e.in_use && e.track.name.as_str() == name)
+        .or_else(|| {
+            let free = entries.iter().position(|e| !e.in_use)?;
+            let track = SlotTrack::new(name)?;
+            entries[free] = Entry {
+                in_use: true,
+                track,
+                history_at: 0.0,
+                history_wal_status: None,
+                history_active: false,
+            };
+            Some(free)
+        })?;
+    Some(&mut entries[index])
+}
+
+/// Frees the entries of slots that no longer exist.
+pub fn forget_missing(entries: &mut [Entry], present: &[&str]) {
+    for e in entries.iter_mut().filter(|e| e.in_use) {
+        if !present.contains(&e.track.name.as_str()) {
+            e.in_use = false;
+        }
+    }
+}
+
+/// Marks which slots are due a history row now (the interval passed, or `wal_status` or
+/// `active` changed) and returns their names. Slots without an entry fall back to the
+/// worker-wide timer. Without shared memory every slot is due.
+pub fn history_due(
+    slots: &[(&str, Option<WalStatus>, bool)],
+    now: f64,
+    interval: f64,
+) -> Vec<String> {
+    let all = || slots.iter().map(|s| s.0.to_string()).collect();
+    let Some(_lock) = Locked::acquire(true) else {
+        return all();
+    };
+    // SAFETY: the lock is held exclusively; HEADER and ENTRIES are valid.
+    let (header, entries) = unsafe {
+        (
+            &mut *HEADER,
+            std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity),
+        )
+    };
+    let fallback_due = now - header.worker.untracked_history_at >= interval;
+    if fallback_due {
+        header.worker.untracked_history_at = now;
+    }
+    let mut due = Vec::new();
+    for &(name, wal_status, active) in slots {
+        let entry = entries
+            .iter_mut()
+            .find(|e| e.in_use && e.track.name.as_str() == name);
+        let is_due = match entry {
+            Some(e) => {
+                let due = now - e.history_at >= interval
+                    || e.history_wal_status != wal_status
+                    || e.history_active != active;
+                if due {
+                    e.history_at = now;
+                    e.history_wal_status = wal_status;
+                    e.history_active = active;
+                }
+                due
+            }
+            None => fallback_due,
+        };
+        if is_due {
+            due.push(name.to_string());
+        }
+    }
+    due
+}

@@ -1,0 +1,229 @@
+"""The background worker on a preloaded cluster: alerts over a real LISTEN connection,
+stalled consumers, loss forecast, history, crash and drop resilience."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from pgcluster import wait_for
+
+MB = 1 << 20
+
+WORKER = {
+    "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    "cdc_health.inactive_warning": "1s",
+    "cdc_health.stall_after": "3s",
+    "cdc_health.alert_holddown": "2s",
+    "cdc_health.retained_wal_warning": "1GB",
+    "max_slot_wal_keep_size": "128MB",
+    "max_wal_size": "1GB",
+}
+
+
+def worker(pg):
+    rows = pg.sql("SELECT running, pid, passes, failed_passes, extension_present "
+                  "FROM cdc_health.worker_status()")
+    return dict(zip(["running", "pid", "passes", "failed_passes", "extension_present"], rows[0]))
+
+
+def passes_after(pg, n=2):
+    """Waits until the worker completed `n` more passes."""
+    start = worker(pg)["passes"]
+    wait_for(lambda: worker(pg)["passes"] >= start + n, what=f"{n} worker passes")
+
+
+def open_alerts(pg, subject=None):
+    rows = pg.sql("SELECT id, subject, finding, severity FROM cdc_health.alerts "
+                  "WHERE resolved_at IS NULL ORDER BY id")
+    return [r for r in rows if subject is None or r[1] == subject]
+
+
+@pytest.fixture
+def pg(make_cluster):
+    c = make_cluster(WORKER)
+    wait_for(lambda: worker(c)["running"] and worker(c)["extension_present"],
+             what="worker to find the extension")
+    return c
+
+
+def test_worker_runs_and_fills_history_columns(pg):
+    pg.create_logical_slot("watched")
+    pg.recvlogical("watched")
+    passes_after(pg, 3)
+    row = pg.health("watched")
+    assert row["detail"]["worker"]["running"] is True
+    assert row["detail"]["worker"]["history"] == "kept"
+    assert row["last_progress_at"] is not None
+    backend = pg.one("SELECT backend_type FROM pg_stat_activity WHERE pid = %s", (worker(pg)["pid"],))
+    assert backend == "cdc_health"
+    # The monitor holds no snapshot between passes.
+    assert pg.one("SELECT backend_xmin FROM pg_stat_activity WHERE pid = %s",
+                  (worker(pg)["pid"],)) is None
+
+
+def test_killed_consumer_raises_then_resolves(pg):
+    listener = pg.listen()
+    pg.create_logical_slot("orders")
+    consumer = pg.recvlogical("orders")
+    passes_after(pg)
+    consumer.kill()
+    raised, waited = listener.wait(event="raised", subject="slot:orders", finding="inactive")
+    print(f"inactive raised {waited:.1f}s after the consumer was killed")
+    assert raised["severity"] in ("warning", "critical")
+    assert raised["remediation"] and "consumer" in raised["remediation"]
+    assert {"alert_id", "time", "summary", "detail"} <= set(raised)
+    assert len(open_alerts(pg, "slot:orders")) == 1
+
+    pg.recvlogical("orders")
+    resolved, _ = listener.wait(event="resolved", subject="slot:orders", finding="inactive")
+    assert resolved["alert_id"] == raised["alert_id"]
+    assert open_alerts(pg, "slot:orders") == []
+    listener.close()
+
+
+def test_connected_but_never_acknowledging_consumer_is_stalled(pg):
+    listener = pg.listen()
+    pg.create_logical_slot("stuck")
+    pg.never_ack_consumer("stuck")
+    pg.sql("CREATE TABLE churn (x int)")
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        pg.sql("INSERT INTO churn SELECT generate_series(1, 100)")
+        listener.drain(0.5)
+        if any(p["finding"] == "stalled" for p in listener.received):
+            break
+    raised, _ = listener.wait(timeout=1, event="raised", subject="slot:stuck", finding="stalled")
+    row = pg.health("stuck")
+    assert row["active"] is True, "an active-based check would call this slot fine"
+    assert "stalled" in row["findings"]
+    assert "inactive" not in row["findings"]
+    listener.close()
+
+
+def test_idle_healthy_slot_is_not_stalled(pg):
+    pg.create_logical_slot("quiet")
+    pg.recvlogical("quiet")
+    time.sleep(5)  # longer than stall_after, with no writes
+    assert "stalled" not in pg.health("quiet")["findings"]
+    assert open_alerts(pg, "slot:quiet") == []
+
+
+def test_unreserved_and_lost_raise_alerts(pg):
+    listener = pg.listen()
+    pg.create_logical_slot("doomed")
+    pg.grow_wal(9)
+    unreserved, _ = listener.wait(event="raised", subject="slot:doomed", finding="unreserved")
+    assert unreserved["severity"] == "critical"
+    pg.sql("CHECKPOINT")
+    lost, _ = listener.wait(event="raised", subject="slot:doomed", finding="lost")
+    assert "resync" in lost["remediation"]
+    # unreserved gives way to lost.
+    resolved, _ = listener.wait(event="resolved", subject="slot:doomed", finding="unreserved")
+    assert resolved["alert_id"] == unreserved["alert_id"]
+    listener.close()
+
+
+def test_forecast_predicts_loss(make_cluster):
+    pg = make_cluster({**WORKER, "max_slot_wal_keep_size": "96MB",
+                       "cdc_health.forecast_window": "20s"})
+    wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    pg.create_logical_slot("draining")
+    pg.sql("CREATE TABLE feed (payload text)")
+    detected = None
+    start = time.monotonic()
+    while time.monotonic() - start < 120:
+        pg.sql("INSERT INTO feed SELECT repeat('x', 1000) FROM generate_series(1, 1000)")
+        row = pg.health("draining")
+        now = time.monotonic()
+        if detected is None and "budget_exhaustion_soon" in row["findings"]:
+            eta = row["eta_to_lost"].total_seconds()
+            detected = (now, eta, row["growth_bytes_per_sec"])
+        if row["wal_status"] == "unreserved":
+            pg.sql("CHECKPOINT")
+            break
+        time.sleep(0.5)
+    assert detected, "budget_exhaustion_soon was never raised"
+    assert pg.health("draining")["wal_status"] == "lost"
+    actual = now - detected[0]
+    print(f"forecast at detection: lost in {detected[1]:.1f}s at {detected[2] / MB:.2f} MB/s; "
+          f"actually lost {actual:.1f}s later")
+    assert abs(detected[1] - actual) <= 0.3 * actual + 2.0, (detected, actual)
+
+
+def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
+    pg = make_cluster({**WORKER, "cdc_health.history_interval": "1s"})
+    wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    pg.sql("SELECT pg_create_physical_replication_slot('kept', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('kept')") >= 2,
+             what="history rows")
+    before = pg.one("SELECT count(*) FROM cdc_health.slot_history")
+    pg.restart()
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.slot_history") > before,
+             what="history rows after restart")
+    assert pg.one("SELECT min(sampled_at) < now() - interval '1 second' "
+                  "FROM cdc_health.slot_history")
+    # Old rows (made here) go; recent ones stay.
+    pg.sql("INSERT INTO cdc_health.slot_history (sampled_at, slot_name, slot_type, active, status) "
+           "SELECT now() - interval '30 days', 'kept', 'physical', false, 'ok' "
+           "FROM generate_series(1, 50)")
+    pg.set_config(cdc_health__history_retention="1d")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.slot_history "
+                            "WHERE sampled_at < now() - interval '1 day'") == 0,
+             what="retention to delete old rows")
+    assert pg.one("SELECT count(*) FROM cdc_health.slot_history") >= before
+    line = pg.one("SELECT cdc_health.sparkline('kept')")
+    assert line and "->" in line
+
+
+def test_worker_killed_is_restarted_without_duplicate_alerts(pg):
+    pg.create_logical_slot("orphan")
+    wait_for(lambda: open_alerts(pg, "slot:orphan"), what="inactive alert")
+    before = open_alerts(pg)
+    os.kill(worker(pg)["pid"], signal.SIGKILL)
+    # The postmaster restarts the cluster after a crash, and then the worker.
+    time.sleep(1)
+    wait_for(lambda: _safe_running(pg), timeout=60, what="worker back after SIGKILL")
+    passes_after(pg, 3)
+    assert open_alerts(pg) == before
+    assert pg.one("SELECT count(*) FROM cdc_health.alerts WHERE subject = 'slot:orphan'") == 1
+
+
+def _safe_running(pg):
+    try:
+        w = worker(pg)
+        return w["running"] and w["passes"] > 0
+    except Exception:  # the server is still restarting
+        return False
+
+
+def test_drop_and_recreate_extension_while_worker_runs(pg):
+    pid = worker(pg)["pid"]
+    pg.create_logical_slot("survivor")
+    wait_for(lambda: open_alerts(pg, "slot:survivor"), what="first alert")
+    pg.sql("DROP EXTENSION cdc_health")
+    time.sleep(3)
+    pg.sql("CREATE EXTENSION cdc_health")
+    wait_for(lambda: open_alerts(pg, "slot:survivor"), what="alert after re-creation")
+    status = worker(pg)
+    assert status["pid"] == pid, "the worker must not have crashed"
+    assert status["extension_present"]
+    assert "terminated by signal" not in pg.log_tail(200)
+
+
+def test_idle_server_raises_nothing_and_writes_little_wal(pg):
+    pg.create_logical_slot("steady_logical")
+    pg.recvlogical("steady_logical")
+    passes_after(pg, 2)
+    start_lsn = pg.one("SELECT pg_current_wal_lsn()")
+    start_passes = worker(pg)["passes"]
+    time.sleep(30)
+    wal = pg.one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start_lsn,))
+    passes = worker(pg)["passes"] - start_passes
+    print(f"idle: {passes} passes in 30s, {int(wal)} bytes of WAL in all "
+          f"({int(wal) * 120 / 1024:.0f} kB/hour extrapolated)")
+    assert passes >= 20
+    assert worker(pg)["failed_passes"] == 0
+    assert open_alerts(pg, "slot:steady_logical") == []
