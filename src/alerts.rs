@@ -90,8 +90,9 @@ pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
     if actions.is_empty() {
         return Ok(Vec::new());
     }
-    let time = Spi::get_one::<String>(
+    let time = crate::sampling::read_one::<String>(
         "SELECT to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        &[],
     )?
     .unwrap_or_default();
     let mut applied = Vec::new();

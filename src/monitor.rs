@@ -204,8 +204,9 @@ pub struct Applied {
 
 /// Is the extension created in this database? The worker idles while it is not.
 pub fn extension_present() -> SpiResult<bool> {
-    Ok(Spi::get_one::<bool>(
+    Ok(sampling::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'cdc_health')",
+        &[],
     )?
     .unwrap_or(false))
 }
@@ -216,18 +217,21 @@ const PASS_LOCK: i64 = 0x6364_635f_6865_616c;
 /// One monitoring pass. With `wait` it queues behind a concurrent pass; without, it skips
 /// (returns `None`) when another pass is running. Writes nothing on a standby.
 pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
+    // A standby only samples into shared memory: it can write nothing, and nothing else
+    // runs passes there (check_now() refuses), so no lock is needed (or possible).
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        observe(true)?;
+        return Ok(Some(Vec::new()));
+    }
     let lock = if wait {
         "SELECT pg_catalog.pg_advisory_xact_lock($1) IS NOT NULL"
     } else {
         "SELECT pg_catalog.pg_try_advisory_xact_lock($1)"
     };
-    if !Spi::get_one_with_args::<bool>(lock, &[PASS_LOCK.into()])?.unwrap_or(false) {
+    if !sampling::read_one::<bool>(lock, &[PASS_LOCK.into()])?.unwrap_or(false) {
         return Ok(None);
     }
     let (server, views) = observe(true)?;
-    if server.in_recovery {
-        return Ok(Some(Vec::new()));
-    }
     let now = now_secs();
     history::record(&server, &views, now)?;
     let observed: Vec<Observed> = views

@@ -60,6 +60,24 @@ fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
         .ok()
 }
 
+/// First column of the first row of a read-only query.
+///
+/// pgrx's `Spi::get_one` runs through `update()`, which assigns a transaction id: a monitor
+/// reading through it would burn an xid and write a commit record on every pass, hold an xid
+/// that slot creation has to wait for, and fail outright on a standby. Reads go through here.
+pub fn read_one<T: FromDatum + IntoDatum>(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> SpiResult<Option<T>> {
+    Spi::connect(|client| {
+        let rows = client.select(query, Some(1), args)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.first().get_one::<T>()
+    })
+}
+
 /// Every replication slot on the server, physical and logical, all databases.
 pub fn slots() -> SpiResult<Vec<SlotObservation>> {
     Spi::connect(|client| {

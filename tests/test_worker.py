@@ -218,12 +218,44 @@ def test_idle_server_raises_nothing_and_writes_little_wal(pg):
     pg.recvlogical("steady_logical")
     passes_after(pg, 2)
     start_lsn = pg.one("SELECT pg_current_wal_lsn()")
+    start_xid = int(pg.one("SELECT txid_current()"))
     start_passes = worker(pg)["passes"]
     time.sleep(30)
     wal = pg.one("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start_lsn,))
     passes = worker(pg)["passes"] - start_passes
+    xids = int(pg.one("SELECT txid_current()")) - start_xid - 1
+    # Reads take no transaction id: only history writes (once a minute) do, besides the
+    # server's own background work (autovacuum's ANALYZE of the new tables).
+    assert xids < passes / 3, f"{xids} transaction ids consumed in {passes} idle passes"
     print(f"idle: {passes} passes in 30s, {int(wal)} bytes of WAL in all "
-          f"({int(wal) * 120 / 1024:.0f} kB/hour extrapolated)")
+          f"({int(wal) * 120 / 1024:.0f} kB/hour extrapolated), {xids} xids")
     assert passes >= 20
     assert worker(pg)["failed_passes"] == 0
     assert open_alerts(pg, "slot:steady_logical") == []
+
+
+def test_heartbeat_off_by_default_then_beats(pg):
+    beats = pg.one("SELECT beats FROM cdc_health.heartbeat")
+    passes_after(pg, 2)
+    assert pg.one("SELECT beats FROM cdc_health.heartbeat") == beats, "off by default"
+    pg.set_config(cdc_health__heartbeat_interval="1s")
+    wait_for(lambda: pg.one("SELECT beats FROM cdc_health.heartbeat") >= beats + 2,
+             what="heartbeats")
+    assert pg.one("SELECT beat_at > now() - interval '10 seconds' FROM cdc_health.heartbeat")
+
+
+def test_standby_is_monitored_read_only(pg):
+    pg.sql("SELECT pg_create_physical_replication_slot('to_standby', true)")
+    replica = pg.standby("to_standby", settings=WORKER)
+    wait_for(lambda: _safe_running(replica), what="worker on the standby")
+    replica.sql("SELECT pg_create_physical_replication_slot('on_standby', true)")
+    passes_after(replica, 2)
+    status = worker(replica)
+    assert status["failed_passes"] == 0
+    assert replica.one("SELECT in_recovery FROM cdc_health.worker_status()")
+    row = replica.health("on_standby")
+    assert row["detail"]["in_recovery"] is True
+    assert row["detail"]["worker"]["running"] is True
+    assert row["retained_wal_bytes"] is not None, "measured against the replay position"
+    # Nothing was written there (it cannot be): its alerts table mirrors the primary's.
+    assert replica.one("SELECT count(*) FROM cdc_health.alerts WHERE subject = 'slot:on_standby'") == 0

@@ -139,7 +139,7 @@ type Pair<'a> = (&'a str, FindingCode);
 /// most severe (the first of equals), and should the table hold two open rows for a pair,
 /// the older (lower id) is kept and the others are resolved. Findings of severity `ok`
 /// count as absent. Actions are sorted by subject, then finding code (in `FindingCode`
-/// order); a pair's event action comes before its `Update`.
+/// order); a pair gets at most one of an event action or an `Update`.
 pub fn transitions(
     open: &[OpenAlert],
     recently_resolved: &[ResolvedAlert],
@@ -279,11 +279,14 @@ fn still_present(
     } else {
         None
     };
-    let update = Action::Update {
+    // A silent update is a write (and WAL) on every pass; only make it when it changes
+    // something. An event's own statement already rewrites the whole row.
+    let changed = o.finding.severity != a.severity || a.clear_since.is_some();
+    let update = (event.is_none() && changed).then(|| Action::Update {
         id: a.id,
         finding: o.finding.clone(),
-    };
-    event.into_iter().chain([update])
+    });
+    event.into_iter().chain(update)
 }
 
 /// PostgreSQL's NOTIFY payload must be shorter than 8000 bytes.
@@ -607,17 +610,15 @@ mod tests {
     }
 
     #[test]
-    fn present_and_open_is_refreshed_silently() {
+    fn present_and_open_unchanged_writes_nothing() {
         let o = obs("slot:a", STALLED, W);
         let mut a = alert(7, "slot:a", STALLED, W);
         a.last_notified_at = 50.0;
         let actions = transitions(&[a], &[], std::slice::from_ref(&o), 100.0, &POLICY);
         assert_eq!(
             actions,
-            [Action::Update {
-                id: 7,
-                finding: o.finding
-            }]
+            [],
+            "an open alert whose finding persists costs no write"
         );
     }
 
@@ -630,24 +631,18 @@ mod tests {
     }
 
     #[test]
-    fn warning_to_critical_escalates_and_updates_without_a_reminder() {
+    fn warning_to_critical_escalates_without_a_reminder() {
         let o = obs("slot:a", STALLED, C);
         let a = alert(7, "slot:a", STALLED, W); // reminder long overdue too
         let actions = transitions(&[a], &[], std::slice::from_ref(&o), 99_999.0, &POLICY);
         assert_eq!(
             actions,
-            [
-                Action::Escalate {
-                    id: 7,
-                    finding: o.finding.clone(),
-                    remediation: o.remediation,
-                    detail: o.detail,
-                },
-                Action::Update {
-                    id: 7,
-                    finding: o.finding
-                },
-            ]
+            [Action::Escalate {
+                id: 7,
+                finding: o.finding.clone(),
+                remediation: o.remediation,
+                detail: o.detail,
+            }]
         );
     }
 
@@ -846,10 +841,12 @@ mod tests {
             })
             .collect();
         assert_eq!(resolved, [9, 6]);
-        assert!(actions.contains(&Action::Update {
-            id: 4,
-            finding: obs("slot:a", STALLED, W).finding
-        }));
+        assert!(
+            actions
+                .iter()
+                .all(|a| !matches!(a, Action::Update { id: 4, .. })),
+            "the kept row is unchanged, so it is not rewritten"
+        );
     }
 
     #[test]
