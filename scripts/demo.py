@@ -14,20 +14,31 @@ from pgcluster import Cluster, wait_for  # noqa: E402
 
 SETTINGS = {
     "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    "cdc_health.stall_after": "5s",
     "max_slot_wal_keep_size": "160MB",
     "max_wal_size": "64MB",
-    "cdc_health.retained_wal_warning": "96MB",
+    "cdc_health.retained_wal_warning": "128MB",
     "cdc_health.inactive_warning": "5s",
     "cdc_health.inactive_critical": "1min",
 }
 
 QUERY = """SELECT slot_name, slot_type AS type, active, wal_status, status, findings,
        pg_size_pretty(retained_wal_bytes) AS retained, pg_size_pretty(safe_wal_size) AS safe,
-       inactive_for
+       date_trunc('second', inactive_for) AS inactive_for,
+       pg_size_pretty(growth_bytes_per_sec::bigint) || '/s' AS growth,
+       date_trunc('second', eta_to_lost) AS eta_to_lost
 FROM cdc_health()"""
 
 
-def show(pg, title):
+def show(pg, title, listener=None):
+    if listener:
+        time.sleep(2.5)  # two worker passes
+        listener.drain(0.1)
+        for note in listener.received:
+            print(f"  NOTIFY cdc_health: {note['event']} {note['severity']} {note['finding']} "
+                  f"on {note['subject']} (alert {note['alert_id']})")
+        listener.received.clear()
     print(f"\n--- {title}\n")
     subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c", QUERY],
                    check=True)
@@ -41,7 +52,7 @@ def step_wal(pg, segments, checkpoint):
     """Writes WAL a segment at a time; checkpoints let the healthy consumer's slot advance."""
     for _ in range(segments):
         pg.grow_wal(1, checkpoint=checkpoint)
-        time.sleep(0.3)
+        time.sleep(1.0)
 
 
 def main():
@@ -53,9 +64,11 @@ def main():
 
     pg = Cluster(args.pg_config, name="demo", settings=SETTINGS).init().start()
     try:
-        print(f"PostgreSQL {pg.version} on port {pg.port}, cdc_health preloaded; "
-              "max_slot_wal_keep_size = 160MB, max_wal_size = 64MB")
+        print(f"PostgreSQL {pg.version} on port {pg.port}, cdc_health preloaded (worker every "
+              "1s); max_slot_wal_keep_size = 160MB, max_wal_size = 64MB")
         pg.sql("CREATE EXTENSION cdc_health")
+        listener = pg.listen()
+        print("LISTEN cdc_health: alerts are printed as they arrive")
         pg.sql("CREATE TABLE orders (id bigserial PRIMARY KEY, note text)")
         pg.create_logical_slot("peerdb_healthy")
         pg.create_logical_slot("debezium_down")
@@ -64,24 +77,42 @@ def main():
         pg.sql("INSERT INTO orders (note) SELECT 'order ' || g FROM generate_series(1, 1000) g")
         wait_for(lambda: all(r["flush_lag_bytes"] < 1 << 20 for r in pg.health()),
                  what="consumers to confirm")
-        show(pg, "1. two logical slots, each with a real pg_recvlogical consumer: all ok")
+        show(pg, "1. two logical slots, each with a real pg_recvlogical consumer: all ok", listener)
 
         debezium.kill()
         pg.sql("SELECT pg_create_physical_replication_slot('standby_forgotten')")
         wait_for(lambda: not pg.health("debezium_down")["active"], what="consumer to go")
-        time.sleep(6)
-        show(pg, "2. debezium_down's consumer killed; a physical slot created and never used")
+        time.sleep(4)
+        show(pg, "2. debezium_down's consumer killed; a physical slot created and never used",
+             listener)
+
+        # A consumer that reads the stream but never confirms: every active-based check is green.
+        pg.create_logical_slot("electric_stuck")
+        pg.never_ack_consumer("electric_stuck")
+        for _ in range(8):
+            pg.sql("INSERT INTO orders (note) SELECT 'order' FROM generate_series(1, 100)")
+            time.sleep(1)
+        show(pg, "3. electric_stuck: connected, reading, confirming nothing while orders arrive",
+             listener)
 
         step_wal(pg, 7, checkpoint=True)
-        show(pg, "3. 112 MB of WAL later: debezium_down keeps it all, past max_wal_size")
+        show(pg, "4. 112 MB of WAL later: debezium_down keeps it all, past max_wal_size", listener)
 
         # No automatic checkpoint may remove the WAL before we look at it.
         pg.set_config(max_wal_size="1GB")
         step_wal(pg, 4, checkpoint=False)
-        show(pg, "4. past max_slot_wal_keep_size: the next checkpoint will invalidate it")
+        show(pg, "5. past max_slot_wal_keep_size: the next checkpoint will invalidate it", listener)
 
         pg.sql("CHECKPOINT")
-        show(pg, "5. CHECKPOINT: debezium_down is lost for good; peerdb_healthy never noticed")
+        show(pg, "6. CHECKPOINT: debezium_down is lost for good; peerdb_healthy never noticed",
+             listener)
+
+        print("\n--- cdc_health.alerts\n")
+        subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c",
+                        "SELECT id, subject, finding, severity, raised_at::time(0), "
+                        "resolved_at::time(0), notifications FROM cdc_health.alerts ORDER BY id"],
+                       check=True)
+        listener.close()
 
         if args.keep:
             pg.children = []  # leave the healthy consumer running with the cluster
