@@ -79,6 +79,15 @@ fn load_recently_resolved(client: &SpiClient<'_>, holddown: f64) -> SpiResult<Ve
     Ok(resolved)
 }
 
+/// The transaction's time as ISO 8601 UTC, for payloads.
+fn now_text() -> SpiResult<String> {
+    Ok(crate::sampling::read_one::<String>(
+        "SELECT to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        &[],
+    )?
+    .unwrap_or_default())
+}
+
 /// Computes and applies this pass's transitions; returns the events sent.
 pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
     let policy = settings::alert_policy();
@@ -90,11 +99,7 @@ pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
     if actions.is_empty() {
         return Ok(Vec::new());
     }
-    let time = crate::sampling::read_one::<String>(
-        "SELECT to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-        &[],
-    )?
-    .unwrap_or_default();
+    let time = now_text()?;
     let mut applied = Vec::new();
     for action in actions {
         if let Some((event, row)) = apply_one(action)? {
@@ -267,7 +272,7 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         r.summary
     );
     match event {
-        Event::Raised | Event::Escalated => warning!("{line}"),
+        Event::Raised | Event::Escalated | Event::BlockerTerminated => warning!("{line}"),
         Event::Resolved | Event::Reminder => log!("{line}"),
     }
     Ok(Applied {
@@ -278,4 +283,30 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         severity: r.severity.as_str(),
         summary: r.summary,
     })
+}
+
+/// Announces an action taken on a subject (e.g. a terminated blocker) on the alert channel,
+/// under the subject's open alert for `finding` (id 0 when there is none).
+pub fn announce(
+    event: Event,
+    subject: &str,
+    finding: Finding,
+    detail: Value,
+) -> SpiResult<Applied> {
+    let id = crate::sampling::read_one::<i64>(
+        "SELECT id FROM cdc_health.alerts WHERE subject = $1 AND finding = $2 AND resolved_at IS NULL",
+        &[subject.into(), finding.code.as_str().into()],
+    )?
+    .unwrap_or(0);
+    let time = now_text()?;
+    let reported = Reported {
+        id,
+        subject: subject.to_string(),
+        finding: finding.code,
+        severity: finding.severity,
+        summary: finding.summary,
+        remediation: finding.remedy,
+        detail,
+    };
+    notify(event, reported, &time)
 }

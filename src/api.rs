@@ -94,7 +94,7 @@ fn cdc_health() -> TableIterator<
 mod cdc_health {
     use cdc_health_rules::sparkline::sparkline as render_sparkline;
     use cdc_health_rules::units::pretty_bytes;
-    use pgrx::datum::TimestampWithTimeZone;
+    use pgrx::datum::{Interval, TimestampWithTimeZone};
     use pgrx::prelude::*;
 
     use super::timestamptz;
@@ -181,6 +181,66 @@ mod cdc_health {
         ))
     }
 
+    /// Logical slot creations in progress: who waits, since when, for whom, and the standby
+    /// snapshots logged to help.
+    // pgrx reads the column names from this inline tuple, so it cannot be a type alias.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_safe)]
+    fn slot_creations() -> TableIterator<
+        'static,
+        (
+            name!(pid, i32),
+            name!(backend_type, Option<String>),
+            name!(usename, Option<String>),
+            name!(application_name, Option<String>),
+            name!(client_addr, Option<String>),
+            name!(slot_name, String),
+            name!(waiting_since, Option<TimestampWithTimeZone>),
+            name!(waiting_for, Interval),
+            name!(blocking_pids, Vec<i32>),
+            name!(blockers, pgrx::JsonB),
+            name!(snapshots_logged, i32),
+            name!(last_snapshot_lsn, Option<String>),
+            name!(note, Option<String>),
+        ),
+    > {
+        let waiting = crate::creations::in_progress()
+            .unwrap_or_else(|e| error!("cdc_health.slot_creations(): {e}"));
+        let note = if unsafe { pg_sys::RecoveryInProgress() } {
+            Some("on a standby no standby snapshot can be logged: run SELECT pg_log_standby_snapshot() on the primary")
+        } else if shmem::worker_status().is_none_or(|w| w.pid == 0) {
+            Some("no background worker: standby snapshots are not logged")
+        } else if !settings::UNBLOCK_SLOT_CREATION.get() {
+            Some("cdc_health.unblock_slot_creation is off")
+        } else {
+            None
+        };
+        let now = monitor::now_secs();
+        let rows: Vec<_> = waiting
+            .into_iter()
+            .map(|c| {
+                let (snapshots, lsn) = shmem::nudges_for(c.pid, &c.slot_name);
+                let blocking: Vec<i32> = c.blockers.iter().filter_map(|b| b.pid).collect();
+                (
+                    c.pid,
+                    c.backend_type.clone(),
+                    c.user.clone(),
+                    c.application.clone(),
+                    c.client.clone(),
+                    c.slot_name.clone(),
+                    timestamptz(now - c.waiting_secs),
+                    Interval::from_seconds(c.waiting_secs),
+                    blocking,
+                    pgrx::JsonB(serde_json::to_value(&c.blockers).unwrap_or_default()),
+                    i32::try_from(snapshots).unwrap_or(i32::MAX),
+                    lsn.map(cdc_health_rules::lsn::format_lsn),
+                    note.map(String::from),
+                )
+            })
+            .collect();
+        TableIterator::new(rows)
+    }
+
     /// Retained WAL of one slot since `since` as a one-line chart, with its range.
     #[pg_extern(stable, parallel_safe)]
     fn sparkline(
@@ -232,6 +292,8 @@ COMMENT ON FUNCTION cdc_health() IS
 REVOKE ALL ON FUNCTION cdc_health.check_now() FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdc_health.worker_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.worker_status() TO pg_monitor;
+REVOKE ALL ON FUNCTION cdc_health.slot_creations() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.slot_creations() TO pg_monitor;
 REVOKE ALL ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) TO pg_monitor;
 "#,

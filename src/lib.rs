@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 mod alerts;
 mod api;
+mod creations;
 mod history;
 mod monitor;
 mod sampling;

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cdc_health_rules::alerts::Observed;
 use cdc_health_rules::history::{history_findings, Forecast, Sample};
 use cdc_health_rules::lsn::bytes_between;
-use cdc_health_rules::remediation::slot_remediation;
+use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::{
     assess_slot, worst_first, Finding, ServerObservation, SlotAssessment, SlotObservation,
     WalStatus,
@@ -18,7 +18,13 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use serde_json::{json, Value};
 
-use crate::{alerts, history, sampling, settings, shmem};
+use cdc_health_rules::alerts::Event;
+use cdc_health_rules::transactions::{
+    blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
+};
+use cdc_health_rules::SlotType;
+
+use crate::{alerts, creations, history, sampling, settings, shmem};
 
 pub fn now_secs() -> f64 {
     SystemTime::now()
@@ -52,6 +58,8 @@ pub struct SlotView {
     pub verdict: SlotAssessment,
     pub history: Option<HistoryView>,
     pub untracked: Untracked,
+    /// Set while this (half-created) slot's creation waits for transactions.
+    pub creation: Option<Creation>,
 }
 
 impl SlotView {
@@ -130,6 +138,26 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         })
     };
 
+    // Only look further when a slot could be affected: creations leave a logical slot without
+    // a confirmed position; long transactions pin logical slots.
+    let logical = |s: &&SlotObservation| s.slot_type == SlotType::Logical;
+    let mut waiting = if slots
+        .iter()
+        .filter(logical)
+        .any(|s| s.confirmed_flush_lsn.is_none())
+    {
+        creations::in_progress()?
+    } else {
+        Vec::new()
+    };
+    let long_warning = f64::from(settings::LONG_TRANSACTION_WARNING_S.get());
+    let long = if slots.iter().any(|s| logical(&s)) {
+        creations::long_transactions(long_warning)?
+    } else {
+        Vec::new()
+    };
+    let creation_critical = f64::from(settings::STALL_AFTER_S.get());
+
     let limits = settings::thresholds();
     let mut views: Vec<SlotView> = slots
         .into_iter()
@@ -149,11 +177,22 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
             if let Some(h) = &history {
                 verdict.add_findings(h.findings.clone(), &slot);
             }
+            let creation = waiting
+                .iter()
+                .position(|c| c.slot_name == slot.slot_name)
+                .map(|i| waiting.swap_remove(i));
+            let mut extra: Vec<Finding> = creation
+                .iter()
+                .map(|c| creation_finding(c, creation_critical))
+                .collect();
+            extra.extend(long_transaction_finding(&slot, &long, long_warning));
+            verdict.add_findings(extra, &slot);
             SlotView {
                 slot,
                 verdict,
                 history,
                 untracked,
+                creation,
             }
         })
         .collect();
@@ -172,6 +211,17 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
 pub fn detail(view: &SlotView, server: &ServerObservation) -> Value {
     let mut detail = view.verdict.detail(&view.slot, server);
     let worker = shmem::worker_status();
+    if let Some(c) = &view.creation {
+        let (snapshots, lsn) = shmem::nudges_for(c.pid, &c.slot_name);
+        detail["creation"] = json!({
+            "pid": c.pid,
+            "backend_type": c.backend_type,
+            "waiting_secs": c.waiting_secs,
+            "blockers": c.blockers,
+            "snapshots_logged": snapshots,
+            "last_snapshot_lsn": lsn.map(cdc_health_rules::lsn::format_lsn),
+        });
+    }
     detail["worker"] = match (view.untracked, worker) {
         (Untracked::NotPreloaded, _) | (_, None) => json!({
             "running": false,
@@ -211,6 +261,10 @@ pub fn extension_present() -> SpiResult<bool> {
     .unwrap_or(false))
 }
 
+/// The standby's can't-nudge message is logged once per worker.
+static STANDBY_NUDGE_NOTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Key of the advisory lock that serialises passes (worker and `check_now()`).
 const PASS_LOCK: i64 = 0x6364_635f_6865_616c;
 
@@ -220,7 +274,15 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
     // A standby only samples into shared memory: it can write nothing, and nothing else
     // runs passes there (check_now() refuses), so no lock is needed (or possible).
     if unsafe { pg_sys::RecoveryInProgress() } {
-        observe(true)?;
+        let (_, views) = observe(true)?;
+        if views.iter().any(|v| v.creation.is_some())
+            && !STANDBY_NUDGE_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            log!(
+                "cdc_health: a logical slot creation waits on this standby; standby snapshots \
+                 can only be logged on the primary (SELECT pg_log_standby_snapshot() there)"
+            );
+        }
         return Ok(Some(Vec::new()));
     }
     let lock = if wait {
@@ -232,6 +294,7 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
         return Ok(None);
     }
     let (server, views) = observe(true)?;
+    let mut applied = unblock(&views)?;
     let now = now_secs();
     history::record(&server, &views, now)?;
     let observed: Vec<Observed> = views
@@ -241,12 +304,65 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
             v.verdict.findings.iter().map(move |f| Observed {
                 subject: v.subject(),
                 finding: f.clone(),
-                remediation: Some(slot_remediation(f.code, &v.slot)),
+                remediation: Some(remedy_for(f, &v.slot)),
                 detail: detail.clone(),
             })
         })
         .collect();
-    let applied = alerts::apply(&observed, now)?;
+    applied.extend(alerts::apply(&observed, now)?);
     history::beat_heartbeat()?;
     Ok(Some(applied))
+}
+
+/// Helps waiting slot creations along: one standby snapshot per pass while any has waited
+/// `cdc_health.unblock_after`, and (only when enabled) terminates idle blockers.
+fn unblock(views: &[SlotView]) -> SpiResult<Vec<Applied>> {
+    let waiting: Vec<&Creation> = views.iter().filter_map(|v| v.creation.as_ref()).collect();
+    let keys: Vec<(i32, &str)> = waiting
+        .iter()
+        .map(|c| (c.pid, c.slot_name.as_str()))
+        .collect();
+    shmem::retain_nudges(&keys);
+    let after = f64::from(settings::UNBLOCK_AFTER_S.get());
+    let due: Vec<&&Creation> = waiting.iter().filter(|c| c.waiting_secs >= after).collect();
+    if settings::UNBLOCK_SLOT_CREATION.get() && !due.is_empty() {
+        if let Some(lsn) = creations::log_standby_snapshot()? {
+            for c in &due {
+                shmem::record_nudge(c.pid, &c.slot_name, lsn);
+            }
+        }
+    }
+    let mut applied = Vec::new();
+    for c in waiting {
+        for pid in blockers_to_terminate(c, settings::terminate_blockers_after()) {
+            let Some(blocker) = c.blockers.iter().find(|b| b.pid == Some(pid)) else {
+                continue;
+            };
+            if !creations::terminate(pid)? {
+                continue;
+            }
+            let summary = format!(
+                "terminated {} because it blocked the creation of slot {} for {:.0}s \
+                 (cdc_health.terminate_blockers_after)",
+                blocker.describe(),
+                c.slot_name,
+                c.waiting_secs
+            );
+            let finding = Finding::new(
+                cdc_health_rules::FindingCode::CreationBlocked,
+                cdc_health_rules::Severity::Warning,
+                summary,
+            );
+            let detail =
+                json!({ "terminated": blocker, "slot_name": c.slot_name, "creator_pid": c.pid });
+            let subject = format!("slot:{}", c.slot_name);
+            applied.push(alerts::announce(
+                Event::BlockerTerminated,
+                &subject,
+                finding,
+                detail,
+            )?);
+        }
+    }
+    Ok(applied)
 }

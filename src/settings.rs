@@ -33,6 +33,12 @@ pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"cdc_health"));
 pub static HEARTBEAT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+// Slot creation and long transactions.
+pub static UNBLOCK_SLOT_CREATION: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static UNBLOCK_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static TERMINATE_BLOCKERS_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(-1);
+pub static LONG_TRANSACTION_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(900);
+
 /// Registers every setting. Postmaster-context settings can only be created while the
 /// library is preloaded (PostgreSQL raises FATAL otherwise), so they exist only then.
 pub fn register() {
@@ -168,6 +174,41 @@ fn register_worker() {
         86_400,
         GucFlags::UNIT_S,
     );
+    sighup_int(
+        c"cdc_health.unblock_after",
+        c"How long a logical slot creation may wait before the worker logs standby snapshots for it.",
+        c"",
+        &UNBLOCK_AFTER_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.terminate_blockers_after",
+        c"Terminate an idle-in-transaction session that has blocked a slot creation this long; -1 (the default) never.",
+        c"Never terminates running queries, walsenders or prepared transactions.",
+        &TERMINATE_BLOCKERS_AFTER_S,
+        -1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.long_transaction_warning",
+        c"A transaction this old that holds a logical slot back raises long_transaction.",
+        c"",
+        &LONG_TRANSACTION_WARNING_S,
+        1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"cdc_health.unblock_slot_creation",
+        c"Log standby snapshots so that a waiting logical slot creation can finish.",
+        c"",
+        &UNBLOCK_SLOT_CREATION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"cdc_health.notify_channel",
         c"Channel alerts are sent on with NOTIFY.",
@@ -288,4 +329,10 @@ pub fn max_tracked_slots() -> usize {
 /// `retained_wal_high` critical level.
 pub fn forecast_ceiling_bytes() -> i64 {
     thresholds().retained_wal_warning_bytes.saturating_mul(4)
+}
+
+/// `cdc_health.terminate_blockers_after` in seconds; `None` when off (-1).
+pub fn terminate_blockers_after() -> Option<f64> {
+    let secs = TERMINATE_BLOCKERS_AFTER_S.get();
+    (secs >= 0).then(|| f64::from(secs))
 }

@@ -16,20 +16,23 @@ use crate::finding::{Finding, FindingCode, Severity};
 
 /// What happened to an alert; part of the SQL and NOTIFY contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     Raised,
     Escalated,
     Resolved,
     Reminder,
+    /// The opt-in termination ended a session that blocked a slot creation.
+    BlockerTerminated,
 }
 
 impl Event {
-    pub const ALL: [Event; 4] = [
+    pub const ALL: [Event; 5] = [
         Self::Raised,
         Self::Escalated,
         Self::Resolved,
         Self::Reminder,
+        Self::BlockerTerminated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -38,11 +41,24 @@ impl Event {
             Self::Escalated => "escalated",
             Self::Resolved => "resolved",
             Self::Reminder => "reminder",
+            Self::BlockerTerminated => "blocker_terminated",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod event_names {
+    use super::Event;
+
+    #[test]
+    fn serialized_names_are_the_documented_ones() {
+        for e in Event::ALL {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.as_str());
+        }
     }
 }
 

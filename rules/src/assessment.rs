@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::finding::{sort_findings, Finding, FindingCode, Severity};
 use crate::lsn::{bytes_between, format_lsn};
 use crate::observation::{ServerObservation, SlotObservation, SlotType, WalStatus};
-use crate::remediation::slot_remediation;
+use crate::remediation::remedy_for;
 use crate::units::{pretty_bytes, pretty_duration};
 
 /// The limits the rules compare against (the `cdc_health.*` settings).
@@ -74,7 +74,7 @@ impl SlotAssessment {
         self.findings.extend(extra);
         sort_findings(&mut self.findings);
         self.status = self.findings[0].severity;
-        self.remediation = Some(slot_remediation(self.findings[0].code, slot));
+        self.remediation = Some(remedy_for(&self.findings[0], slot));
     }
 
     /// Facts behind the verdict, for the `detail` jsonb column.
@@ -149,7 +149,7 @@ pub fn assess_slot(
     sort_findings(&mut findings);
 
     let status = findings.first().map_or(Severity::Ok, |f| f.severity);
-    let remediation = findings.first().map(|f| slot_remediation(f.code, slot));
+    let remediation = findings.first().map(|f| remedy_for(f, slot));
     SlotAssessment {
         slot_name: slot.slot_name.clone(),
         status,

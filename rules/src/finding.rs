@@ -98,6 +98,10 @@ pub struct Finding {
     pub code: FindingCode,
     pub severity: Severity,
     pub summary: String,
+    /// A remedy specific to this case (e.g. naming the blocking pid); when `None`, the code's
+    /// general remedy applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
 }
 
 impl Finding {
@@ -106,7 +110,13 @@ impl Finding {
             code,
             severity,
             summary: summary.into(),
+            remedy: None,
         }
+    }
+
+    pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = Some(remedy.into());
+        self
     }
 }
 

@@ -12,6 +12,7 @@ pub mod lsn;
 pub mod observation;
 pub mod remediation;
 pub mod sparkline;
+pub mod transactions;
 pub mod units;
 
 pub use alerts::{

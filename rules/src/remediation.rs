@@ -8,7 +8,15 @@ pub fn sql_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// The remedy for `code` on `slot`.
+/// The remedy for `finding` on `slot`: its own, or the general one for its code.
+pub fn remedy_for(finding: &crate::Finding, slot: &SlotObservation) -> String {
+    finding
+        .remedy
+        .clone()
+        .unwrap_or_else(|| slot_remediation(finding.code, slot))
+}
+
+/// The general remedy for `code` on `slot`.
 pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
     let lit = sql_literal(&slot.slot_name);
     let consumer = match slot.slot_type {

@@ -1,0 +1,136 @@
+//! Logical slot creations waiting for running transactions, the standby-snapshot nudge and
+//! the opt-in termination of idle blockers; and the long transactions that pin slots.
+
+use cdc_health_rules::transactions::{Creation, Transaction};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiHeapTupleData, SpiResult};
+
+use crate::sampling::read_one;
+
+/// Columns 1..=10 of a transaction row, as selected by `TX_COLUMNS`.
+const TX_COLUMNS: &str = "a.pid, NULL::text, \
+     extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::float8, \
+     pg_catalog.age(a.backend_xid)::int8, a.state, a.backend_type, a.query, \
+     a.application_name, a.client_addr::text, a.usename::text";
+
+/// Prepared transactions at least `$1` seconds old, in the columns of `TX_COLUMNS`.
+const PREPARED: &str = "SELECT NULL, p.gid,
+        extract(epoch FROM pg_catalog.clock_timestamp() - p.prepared)::float8,
+        pg_catalog.age(p.transaction)::int8, 'prepared', NULL, NULL, NULL, NULL, p.owner::text
+    FROM pg_catalog.pg_prepared_xacts p
+    WHERE p.prepared <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $1)";
+
+fn transaction(row: &SpiHeapTupleData<'_>) -> SpiResult<Transaction> {
+    Ok(Transaction {
+        pid: row.get(1)?,
+        gid: row.get(2)?,
+        age_secs: row.get(3)?.unwrap_or_default(),
+        xid_age: row.get(4)?,
+        state: row.get(5)?,
+        backend_type: row.get(6)?,
+        query: row.get(7)?,
+        application: row.get(8)?,
+        client: row.get(9)?,
+        user: row.get(10)?,
+    })
+}
+
+fn transactions(
+    query: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> SpiResult<Vec<Transaction>> {
+    Spi::connect(|client| {
+        client
+            .select(query, None, args)?
+            .map(|row| transaction(&row))
+            .collect()
+    })
+}
+
+/// Transactions with an xid older than `min_age_secs`, and prepared transactions as old.
+pub fn long_transactions(min_age_secs: f64) -> SpiResult<Vec<Transaction>> {
+    transactions(
+        &format!(
+            "SELECT {TX_COLUMNS} FROM pg_catalog.pg_stat_activity a
+             WHERE a.backend_xid IS NOT NULL
+               AND a.xact_start <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $1)
+             UNION ALL {PREPARED}"
+        ),
+        &[min_age_secs.into()],
+    )
+}
+
+/// Every logical slot creation in progress: the slot exists but has no confirmed position
+/// yet, and its creating backend waits for the transactions that were running when it began.
+pub fn in_progress() -> SpiResult<Vec<Creation>> {
+    type Waiting = (Creation, Vec<i32>);
+    let waiting: Vec<Waiting> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT s.slot_name::text, s.active_pid,
+                        extract(epoch FROM pg_catalog.clock_timestamp()
+                                - coalesce(a.query_start, a.backend_start))::float8,
+                        pg_catalog.pg_blocking_pids(s.active_pid),
+                        a.backend_type, a.usename::text, a.application_name, a.client_addr::text
+                 FROM pg_catalog.pg_replication_slots s
+                 JOIN pg_catalog.pg_stat_activity a ON a.pid = s.active_pid
+                 WHERE s.slot_type = 'logical' AND s.confirmed_flush_lsn IS NULL",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                let creation = Creation {
+                    slot_name: row.get::<String>(1)?.unwrap_or_default(),
+                    pid: row.get::<i32>(2)?.unwrap_or_default(),
+                    waiting_secs: row.get::<f64>(3)?.unwrap_or_default(),
+                    backend_type: row.get(5)?,
+                    user: row.get(6)?,
+                    application: row.get(7)?,
+                    client: row.get(8)?,
+                    blockers: Vec::new(),
+                };
+                Ok((creation, row.get::<Vec<i32>>(4)?.unwrap_or_default()))
+            })
+            .collect::<SpiResult<Vec<_>>>()
+    })?;
+    let mut creations = Vec::new();
+    for (mut creation, blocking) in waiting {
+        // A prepared transaction shows as pid 0 in pg_blocking_pids; name every prepared
+        // transaction that was already there when the creation started.
+        let pids: Vec<i32> = blocking.into_iter().filter(|&p| p != 0).collect();
+        let mut blockers = transactions(
+            &format!(
+                "SELECT {TX_COLUMNS} FROM pg_catalog.pg_stat_activity a WHERE a.pid = ANY($1)"
+            ),
+            &[pids.into()],
+        )?;
+        blockers.extend(transactions(PREPARED, &[creation.waiting_secs.into()])?);
+        creation.blockers = blockers;
+        creations.push(creation);
+    }
+    Ok(creations)
+}
+
+/// Writes a running-transactions WAL record so a waiting creation can reach a consistent
+/// point; returns its LSN. `pg_log_standby_snapshot()` from 16 on, the server's own
+/// `LogStandbySnapshot()` before.
+pub fn log_standby_snapshot() -> SpiResult<Option<u64>> {
+    #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+    {
+        let lsn = read_one::<String>("SELECT pg_catalog.pg_log_standby_snapshot()::text", &[])?;
+        Ok(lsn.and_then(|l| cdc_health_rules::lsn::parse_lsn(&l).ok()))
+    }
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+    {
+        // SAFETY: called in a transaction on a primary (the caller checks recovery).
+        Ok(Some(unsafe { pg_sys::LogStandbySnapshot() }))
+    }
+}
+
+/// Terminates one idle-in-transaction blocker; true when the signal was sent.
+pub fn terminate(pid: i32) -> SpiResult<bool> {
+    Ok(
+        read_one::<bool>("SELECT pg_catalog.pg_terminate_backend($1)", &[pid.into()])?
+            .unwrap_or(false),
+    )
+}

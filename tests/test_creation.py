@@ -1,0 +1,196 @@
+"""Stuck slot creation (named blockers, standby-snapshot nudge, opt-in termination) and long
+transactions that pin slots, on real clusters with the worker running."""
+
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from pgcluster import Child, wait_for
+
+SETTINGS = {
+    "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    "cdc_health.unblock_after": "1s",
+    "cdc_health.alert_holddown": "0",
+    "max_prepared_transactions": "5",
+}
+
+
+@pytest.fixture
+def pg(make_cluster):
+    c = make_cluster(SETTINGS)
+    wait_for(lambda: c.one("SELECT extension_present FROM cdc_health.worker_status()"),
+             what="worker")
+    return c
+
+
+def hold_xid(pg):
+    """Session A: an open transaction with an xid, idle in transaction."""
+    conn = pg.connect(autocommit=False)
+    conn.cursor().execute("SELECT txid_current()")
+    pid = conn.get_backend_pid()
+    return conn, pid
+
+
+def create_in_background(pg, slot):
+    """Session B: SQL slot creation, which blocks; returns the thread and its result box."""
+    done = {}
+
+    def run():
+        try:
+            pg.sql("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+            done["at"] = time.monotonic()
+        except psycopg2.Error as e:
+            done["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, done
+
+
+def creations(pg):
+    cols = ["pid", "backend_type", "slot_name", "blocking_pids", "blockers", "snapshots_logged",
+            "last_snapshot_lsn"]
+    rows = pg.sql(f"SELECT {', '.join(cols)} FROM cdc_health.slot_creations()")
+    return [dict(zip(cols, r)) for r in rows]
+
+
+def running_xacts_records(pg, since_lsn):
+    return pg.one("SELECT count(*) FROM pg_get_wal_records_info(%s, pg_current_wal_lsn()) "
+                  "WHERE record_type = 'RUNNING_XACTS'", (since_lsn,))
+
+
+def test_sql_creation_blocked_is_named_nudged_and_resolved(pg):
+    pg.sql("CREATE EXTENSION pg_walinspect")
+    listener = pg.listen()
+    blocker, blocker_pid = hold_xid(pg)
+    start_lsn = pg.one("SELECT pg_current_wal_lsn()")
+    thread, done = create_in_background(pg, "waiting_slot")
+
+    rows = wait_for(lambda: [c for c in creations(pg) if c["snapshots_logged"] >= 2],
+                    what="a nudged creation")
+    c = rows[0]
+    assert c["slot_name"] == "waiting_slot" and c["backend_type"] == "client backend"
+    assert c["blocking_pids"] == [blocker_pid]
+    assert c["blockers"][0]["pid"] == blocker_pid
+    assert c["blockers"][0]["state"] == "idle in transaction"
+    assert running_xacts_records(pg, start_lsn) >= 2, "standby snapshots are in the WAL"
+    lsn1 = c["last_snapshot_lsn"]
+    wait_for(lambda: creations(pg)[0]["last_snapshot_lsn"] != lsn1, what="another snapshot")
+
+    row = pg.health("waiting_slot")
+    assert "creation_blocked" in row["findings"]
+    assert f"pid {blocker_pid}" in row["remediation"] and "idle in transaction" in row["remediation"]
+    raised, _ = listener.wait(event="raised", subject="slot:waiting_slot",
+                              finding="creation_blocked")
+    assert f"pid {blocker_pid}" in raised["summary"]
+    assert raised["detail"]["creation"]["blockers"][0]["pid"] == blocker_pid
+
+    ended = time.monotonic()
+    blocker.commit()
+    thread.join(30)
+    assert "at" in done, done
+    print(f"blocker end to slot created: {done['at'] - ended:.3f}s (PostgreSQL {pg.version})")
+    listener.wait(event="resolved", subject="slot:waiting_slot", finding="creation_blocked")
+    assert creations(pg) == []
+    blocker.close()
+    listener.close()
+
+
+def test_walsender_creation_blocked(pg):
+    blocker, blocker_pid = hold_xid(pg)
+    creator = Child([pg.bin("pg_recvlogical"), "-h", "127.0.0.1", "-p", str(pg.port),
+                     "-U", "postgres", "-d", "postgres", "--slot", "via_walsender",
+                     "--create-slot", "-P", "test_decoding"])
+    pg.children.append(creator)
+    rows = wait_for(lambda: creations(pg), what="walsender creation")
+    assert rows[0]["backend_type"] == "walsender"
+    assert rows[0]["blocking_pids"] == [blocker_pid]
+    blocker.commit()
+    creator.proc.wait(30)
+    assert creator.proc.returncode == 0
+    assert pg.one("SELECT confirmed_flush_lsn IS NOT NULL FROM pg_replication_slots "
+                  "WHERE slot_name = 'via_walsender'")
+    blocker.close()
+
+
+def test_prepared_transaction_blocks_creation(pg):
+    a = pg.connect(autocommit=True)
+    cur = a.cursor()
+    cur.execute("BEGIN; SELECT txid_current(); PREPARE TRANSACTION 'blocking_px'")
+    thread, done = create_in_background(pg, "after_prepared")
+    rows = wait_for(lambda: creations(pg), what="creation waiting for a prepared xact")
+    gids = [b.get("gid") for b in rows[0]["blockers"]]
+    assert "blocking_px" in gids, rows[0]["blockers"]
+    row = wait_for(lambda: (r := pg.health("after_prepared")) and "creation_blocked" in r["findings"]
+                   and r, what="creation_blocked")
+    assert "COMMIT PREPARED 'blocking_px'" in row["remediation"]
+    cur.execute("COMMIT PREPARED 'blocking_px'")
+    thread.join(30)
+    assert "at" in done, done
+    a.close()
+
+
+def test_terminate_blockers_is_opt_in_and_spares_active_queries(pg):
+    listener = pg.listen()
+    pg.set_config(cdc_health__terminate_blockers_after="3s")
+    # An active blocker: its whole transaction is one running statement.
+    busy = pg.connect()
+    busy_pid = busy.get_backend_pid()
+    busy_result = {}
+
+    def run_busy():
+        try:
+            busy.cursor().execute("BEGIN; SELECT txid_current(); SELECT pg_sleep(7); COMMIT")
+            busy_result["ok"] = True
+        except psycopg2.Error as e:
+            busy_result["error"] = e
+
+    busy_thread = threading.Thread(target=run_busy, daemon=True)
+    busy_thread.start()
+    wait_for(lambda: pg.one("SELECT backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %s",
+                            (busy_pid,)), what="the busy transaction's xid")
+    idle, idle_pid = hold_xid(pg)
+    thread, done = create_in_background(pg, "freed_slot")
+    note, _ = listener.wait(timeout=30, event="blocker_terminated", subject="slot:freed_slot")
+    assert f"pid {idle_pid}" in note["summary"]
+    assert note["detail"]["terminated"]["pid"] == idle_pid
+    assert note["alert_id"] > 0, "announced under the open creation_blocked alert"
+    busy_thread.join(30)
+    assert busy_result == {"ok": True}, "the running query was never terminated"
+    thread.join(30)
+    assert "at" in done, done
+    listener.drain(1.0)
+    assert not [n for n in listener.received if n["event"] == "blocker_terminated"], \
+        "only the idle blocker was terminated"
+    with pytest.raises(psycopg2.OperationalError):
+        idle.cursor().execute("SELECT 1")
+    assert f"terminated pid {idle_pid}" in pg.log_tail(400)
+    busy.close()
+    listener.close()
+
+
+def test_long_transaction_pins_a_slot_whose_consumer_keeps_up(pg):
+    pg.set_config(cdc_health__long_transaction_warning="2s")
+    pg.create_logical_slot("keeping_up")
+    pg.recvlogical("keeping_up")
+    pg.sql("CREATE TABLE busy (x int)")
+    old, old_pid = hold_xid(pg)
+    row = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pg.sql("INSERT INTO busy SELECT generate_series(1, 100)")
+        row = pg.health("keeping_up")
+        if "long_transaction" in row["findings"]:
+            break
+        time.sleep(0.5)
+    assert "long_transaction" in row["findings"], row
+    assert f"pid {old_pid}" in row["summary"]
+    assert f"pg_terminate_backend({old_pid})" in row["remediation"]
+    assert row["flush_lag_bytes"] < 1 << 20, "the consumer keeps up all the while"
+    old.commit()
+    wait_for(lambda: "long_transaction" not in pg.health("keeping_up")["findings"],
+             what="long_transaction to clear")
+    old.close()
