@@ -262,7 +262,13 @@ class Child:
         self.proc.wait(timeout=30)
 
     def stop(self):
-        self.kill(signal.SIGTERM)
+        """SIGTERM, then SIGKILL: a client blocked in a command ignores SIGTERM."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
 
 class Listener:

@@ -105,7 +105,9 @@ def test_walsender_creation_blocked(pg):
                      "-U", "postgres", "-d", "postgres", "--slot", "via_walsender",
                      "--create-slot", "-P", "test_decoding"])
     pg.children.append(creator)
-    rows = wait_for(lambda: creations(pg), what="walsender creation")
+    # The half-created slot shows before the walsender starts waiting on the blocker.
+    rows = wait_for(lambda: [c for c in creations(pg) if c["blocking_pids"]],
+                    what="walsender creation waiting on the blocker")
     assert rows[0]["backend_type"] == "walsender"
     assert rows[0]["blocking_pids"] == [blocker_pid]
     blocker.commit()
