@@ -259,3 +259,17 @@ def test_standby_is_monitored_read_only(pg):
     assert row["retained_wal_bytes"] is not None, "measured against the replay position"
     # Nothing was written there (it cannot be): its alerts table mirrors the primary's.
     assert replica.one("SELECT count(*) FROM cdc_health.alerts WHERE subject = 'slot:on_standby'") == 0
+
+
+def test_slots_beyond_max_tracked_are_assessed_without_history(make_cluster):
+    pg = make_cluster({**WORKER, "cdc_health.max_tracked_slots": "2"})
+    wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    for name in ("one", "two", "three"):
+        pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+    passes_after(pg, 2)
+    rows = pg.health()
+    assert len(rows) == 3, "every slot is still assessed"
+    kept = [r["detail"]["worker"]["history"] for r in rows]
+    assert kept.count("kept") == 2 and kept.count(
+        "not kept: more slots than cdc_health.max_tracked_slots") == 1, kept
+    assert pg.one("SELECT untracked_slots FROM cdc_health.worker_status()") == 1

@@ -1,0 +1,80 @@
+"""Latency of `SELECT * FROM cdc_health()` against the plain catalog query monitoring tools
+run, side by side on the same cluster, at several slot counts.
+
+    /usr/bin/python3 bench/function_latency.py --slots 10 100 500 --repeat 200
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from pgcluster import Cluster  # noqa: E402
+
+PLAIN = """SELECT slot_name, slot_type, active, wal_status, safe_wal_size,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) AS retained,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) AS flush_lag
+FROM pg_replication_slots"""
+CDC_HEALTH = "SELECT * FROM cdc_health()"
+
+
+def timed(cur, query, repeat):
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        cur.execute(query)
+        cur.fetchall()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def run(pg_config, counts, repeat, preload):
+    settings = {"max_replication_slots": str(max(counts) + 10), "max_wal_senders": "20",
+                "cdc_health.max_tracked_slots": str(max(counts) + 10)}
+    if preload:
+        settings["shared_preload_libraries"] = "'cdc_health'"
+    pg = Cluster(pg_config, name="bench-fn", settings=settings).init().start()
+    results = []
+    try:
+        pg.sql("CREATE EXTENSION cdc_health")
+        made = 0
+        conn = pg.connect()
+        cur = conn.cursor()
+        for n in counts:
+            for i in range(made, n):
+                # Half logical, half physical (reserved): both kinds are assessed.
+                if i % 2:
+                    pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (f"p{i}",))
+                else:
+                    pg.create_logical_slot(f"l{i}")
+            made = n
+            time.sleep(2 if preload else 0)  # a worker pass with every slot tracked
+            timed(cur, CDC_HEALTH, 20)  # warm up caches
+            plain = timed(cur, PLAIN, repeat)
+            ours = timed(cur, CDC_HEALTH, repeat)
+            results.append((n, plain, ours))
+        conn.close()
+    finally:
+        pg.close()
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
+    parser.add_argument("--slots", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args()
+    for preload in (True, False):
+        mode = "worker running" if preload else "not preloaded"
+        for n, plain, ours in run(args.pg_config, args.slots, args.repeat, preload):
+            print(f"{mode:>14} | {n:4d} slots | plain query median {plain[0] * 1e3:6.2f} ms "
+                  f"p95 {plain[1] * 1e3:6.2f} | cdc_health() median {ours[0] * 1e3:6.2f} ms "
+                  f"p95 {ours[1] * 1e3:6.2f} | ratio {ours[0] / plain[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
