@@ -90,7 +90,7 @@ def main():
         pg.create_logical_slot("electric_stuck")
         pg.never_ack_consumer("electric_stuck")
         for _ in range(8):
-            pg.sql("INSERT INTO orders (note) SELECT 'order' FROM generate_series(1, 100)")
+            pg.sql("INSERT INTO orders (note) SELECT repeat('x', 500) FROM generate_series(1, 500)")
             time.sleep(1)
         show(pg, "3. electric_stuck: connected, reading, confirming nothing while orders arrive",
              listener)

@@ -22,6 +22,7 @@ pub static DATABASE: GucSetting<Option<CString>> =
 pub static MAX_TRACKED_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static STALL_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(120);
+pub static STALL_MIN_WAL_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
@@ -101,6 +102,15 @@ fn register_worker() {
         1,
         i32::MAX,
         GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.stall_min_wal",
+        c"WAL that must be written and unconfirmed before a connected consumer counts as stalled.",
+        c"An idle server still writes small records a healthy consumer has nothing to confirm for.",
+        &STALL_MIN_WAL_KB,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_KB,
     );
     sighup_int(
         c"cdc_health.eta_warning",
@@ -289,6 +299,7 @@ pub fn history_limits() -> HistoryLimits {
         eta_warning_secs: f64::from(ETA_WARNING_S.get()),
         eta_critical_secs: f64::from(ETA_CRITICAL_S.get()),
         forecast_window_secs: f64::from(FORECAST_WINDOW_S.get()),
+        stall_min_bytes: i64::from(STALL_MIN_WAL_KB.get()) << 10,
     }
 }
 

@@ -88,10 +88,11 @@ def test_connected_but_never_acknowledging_consumer_is_stalled(pg):
     listener = pg.listen()
     pg.create_logical_slot("stuck")
     pg.never_ack_consumer("stuck")
-    pg.sql("CREATE TABLE churn (x int)")
+    pg.sql("CREATE TABLE churn (x text)")
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        pg.sql("INSERT INTO churn SELECT generate_series(1, 100)")
+        # About 200 kB of WAL each: past cdc_health.stall_min_wal (1MB) within seconds.
+        pg.sql("INSERT INTO churn SELECT repeat('x', 1000) FROM generate_series(1, 200)")
         listener.drain(0.5)
         if any(p["finding"] == "stalled" for p in listener.received):
             break

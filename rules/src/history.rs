@@ -191,6 +191,10 @@ pub struct HistoryLimits {
     pub eta_critical_secs: f64,
     /// How much history the growth rate is fitted on.
     pub forecast_window_secs: f64,
+    /// `stalled` needs at least this much WAL written and unconfirmed: an idle server still
+    /// writes small records (running transactions, checkpoints) that a healthy consumer has
+    /// nothing to confirm for.
+    pub stall_min_bytes: i64,
 }
 
 impl Default for HistoryLimits {
@@ -200,6 +204,7 @@ impl Default for HistoryLimits {
             eta_warning_secs: 3600.0,
             eta_critical_secs: 900.0,
             forecast_window_secs: 600.0,
+            stall_min_bytes: 1 << 20,
         }
     }
 }
@@ -306,8 +311,9 @@ fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Optio
     };
     let stalled_for = now - since;
     let written = bytes_between(latest.current_lsn, lsn_then);
-    let unconfirmed = latest.current_lsn > latest.consumer_lsn()?;
-    if !(stalled_for >= limits.stall_after_secs && written > 0 && unconfirmed) {
+    let unconfirmed = bytes_between(latest.current_lsn, latest.consumer_lsn()?);
+    let floor = limits.stall_min_bytes.max(1);
+    if !(stalled_for >= limits.stall_after_secs && written >= floor && unconfirmed >= floor) {
         return None;
     }
     let severity = if stalled_for >= 4.0 * limits.stall_after_secs {
@@ -892,6 +898,19 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_servers_small_records_are_not_a_stall() {
+        // A healthy consumer has nothing to confirm for running-transactions and checkpoint
+        // records: a few hundred bytes written and unconfirmed for minutes are not a stall.
+        let track = track_of([logical(0.0, 1000, 1000), logical(600.0, 1500, 1000)]);
+        let (findings, _) = history_findings(&track, T0 + 600.0, 0, &HistoryLimits::default());
+        assert!(findings.is_empty(), "{findings:?}");
+        let floor = HistoryLimits::default().stall_min_bytes as u64;
+        let track = track_of([logical(0.0, 1000, 1000), logical(600.0, 1000 + floor, 1000)]);
+        let (findings, _) = history_findings(&track, T0 + 600.0, 0, &HistoryLimits::default());
+        assert_eq!(codes(&findings), ["stalled"], "from the floor on it is");
+    }
+
+    #[test]
     fn nothing_to_confirm_is_not_a_stall() {
         // A standby replaying behind a position copied from its primary: the server moves,
         // the slot is already ahead of it.
@@ -902,10 +921,11 @@ mod tests {
 
     #[test]
     fn physical_slot_stalls_on_restart_lsn() {
-        let track = track_of([physical(0.0, 1000, 500), physical(200.0, 9000, 500)]);
+        let later = 1000 + 2 * MB as u64;
+        let track = track_of([physical(0.0, 1000, 500), physical(200.0, later, 500)]);
         let (findings, _) = history_findings(&track, T0 + 200.0, 0, &HistoryLimits::default());
         assert_eq!(codes(&findings), ["stalled"]);
-        let moving = track_of([physical(0.0, 1000, 500), physical(200.0, 9000, 600)]);
+        let moving = track_of([physical(0.0, 1000, 500), physical(200.0, later, 600)]);
         let (findings, _) = history_findings(&moving, T0 + 200.0, 0, &HistoryLimits::default());
         assert!(findings.is_empty());
     }
@@ -914,7 +934,11 @@ mod tests {
     fn both_findings_come_worst_first_with_the_forecast() {
         let (mut track, now) = stuck_track();
         track.samples.back_mut().unwrap().safe_wal_size = Some(300_000); // 50min: warning
-        let (findings, f) = history_findings(&track, now, 10 * MB, &HistoryLimits::default());
+        let limits = HistoryLimits {
+            stall_min_bytes: 1,
+            ..HistoryLimits::default()
+        };
+        let (findings, f) = history_findings(&track, now, 10 * MB, &limits);
         // Stalled for 20min (>= 4 x 2min): critical, so it sorts first.
         assert_eq!(codes(&findings), ["stalled", "budget_exhaustion_soon"]);
         assert_eq!(findings[0].severity, Severity::Critical);
