@@ -162,6 +162,8 @@ def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
              what="history rows")
     before = pg.one("SELECT count(*) FROM cdc_health.slot_history")
     pg.restart()
+    # A fast shutdown sends the worker SIGTERM; it leaves its loop and says so.
+    assert "cdc_health: worker stopped" in pg.log_tail(400)
     wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.slot_history") > before,
              what="history rows after restart")
     assert pg.one("SELECT min(sampled_at) < now() - interval '1 second' "
