@@ -5,7 +5,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::monitor;
+use crate::{monitor, shmem};
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
 fn timestamptz(unix_secs: f64) -> Option<TimestampWithTimeZone> {
@@ -42,10 +42,11 @@ fn cdc_health() -> TableIterator<
 > {
     let (server, views) =
         monitor::observe(false).unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
+    let worker = shmem::worker_status();
     let rows: Vec<_> = views
         .into_iter()
         .map(|view| {
-            let detail = monitor::detail(&view, &server);
+            let detail = monitor::detail(&view, &server, worker);
             let summary = (!view.verdict.findings.is_empty()).then(|| {
                 let parts: Vec<&str> = view
                     .verdict

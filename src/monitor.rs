@@ -4,6 +4,7 @@
 //! each slot (used by `cdc_health()` and by the pass). `pass` then writes history, raises and
 //! resolves alerts and beats the heartbeat; the background worker and `check_now()` run it.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cdc_health_rules::alerts::Observed;
@@ -125,14 +126,17 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         })
     } else {
         shmem::read(|entries| {
+            let by_name: HashMap<&str, &shmem::Entry> = entries
+                .iter()
+                .filter(|e| e.in_use)
+                .map(|e| (e.track.name.as_str(), e))
+                .collect();
             slots
                 .iter()
                 .map(|slot| {
-                    let name = slot.slot_name.as_str();
-                    let entry = entries
-                        .iter()
-                        .find(|e| e.in_use && e.track.name.as_str() == name);
-                    entry.map(|e| view_of(e, now))
+                    by_name
+                        .get(slot.slot_name.as_str())
+                        .map(|e| view_of(e, now))
                 })
                 .collect()
         })
@@ -151,7 +155,16 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         Vec::new()
     };
     let long_warning = f64::from(settings::LONG_TRANSACTION_WARNING_S.get());
-    let long = if slots.iter().any(|s| logical(&s)) {
+    // A transaction can only pin a slot whose catalog_xmin is not newer than its xid, and the
+    // oldest running one is known for free: skip pg_stat_activity when none is that old.
+    let oldest = sampling::oldest_running_xid_age();
+    // With nothing running the snapshot's xmin is the next xid (age 0): nothing can pin.
+    let pinnable = |s: &SlotObservation| match (s.catalog_xmin_age, oldest) {
+        (_, Some(0)) => false,
+        (Some(slot_age), Some(oldest)) => slot_age <= oldest,
+        _ => true,
+    };
+    let long = if slots.iter().filter(logical).any(pinnable) {
         creations::long_transactions(long_warning)?
     } else {
         Vec::new()
@@ -208,9 +221,13 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
 }
 
 /// The `detail` of one slot, including what the worker knows or why it knows nothing.
-pub fn detail(view: &SlotView, server: &ServerObservation) -> Value {
+/// `worker` is `shmem::worker_status()`, read once by the caller for all rows.
+pub fn detail(
+    view: &SlotView,
+    server: &ServerObservation,
+    worker: Option<shmem::WorkerStatus>,
+) -> Value {
     let mut detail = view.verdict.detail(&view.slot, server);
-    let worker = shmem::worker_status();
     if let Some(c) = &view.creation {
         let (snapshots, lsn) = shmem::nudges_for(c.pid, &c.slot_name);
         detail["creation"] = json!({
@@ -297,10 +314,11 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
     let mut applied = unblock(&views)?;
     let now = now_secs();
     history::record(&server, &views, now)?;
+    let worker = shmem::worker_status();
     let observed: Vec<Observed> = views
         .iter()
         .flat_map(|v| {
-            let detail = detail(v, &server);
+            let detail = detail(v, &server, worker);
             v.verdict.findings.iter().map(move |f| Observed {
                 subject: v.subject(),
                 finding: f.clone(),

@@ -46,6 +46,20 @@ pub fn server() -> ServerObservation {
     }
 }
 
+/// Age in transactions of the oldest transaction still running when the current snapshot
+/// was taken (0 when none was). Free: it comes from the snapshot the statement already has.
+pub fn oldest_running_xid_age() -> Option<i64> {
+    // SAFETY: reads the active snapshot of this backend and the next-xid counter.
+    unsafe {
+        let snapshot = pg_sys::GetActiveSnapshot();
+        if snapshot.is_null() {
+            return None;
+        }
+        let next = pg_sys::ReadNextFullTransactionId().value as u32;
+        Some(i64::from(next.wrapping_sub((*snapshot).xmin.into_inner())))
+    }
+}
+
 /// An integer server setting by name, through the server's own GUC lookup.
 fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
     // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
