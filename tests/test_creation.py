@@ -196,3 +196,30 @@ def test_long_transaction_pins_a_slot_whose_consumer_keeps_up(pg):
     wait_for(lambda: "long_transaction" not in pg.health("keeping_up")["findings"],
              what="long_transaction to clear")
     old.close()
+
+
+def test_creation_on_a_standby_is_detected_and_the_primary_is_named_for_the_nudge(pg):
+    if pg.version < 16:
+        pytest.skip("logical slots can be created on a standby from PostgreSQL 16 on")
+    pg.sql("SELECT pg_create_physical_replication_slot('to_standby', true)")
+    replica = pg.standby("to_standby", settings=SETTINGS)
+    wait_for(lambda: replica.one("SELECT passes FROM cdc_health.worker_status()"),
+             what="worker on the standby")
+    # A transaction open on the primary: the standby learns it ended only from a later
+    # running-transactions record, which nothing on an idle primary writes soon.
+    blocker, _ = hold_xid(pg)
+    wait_for(lambda: replica.one("SELECT count(*) FROM pg_stat_activity") > 0, what="replica")
+    thread, done = create_in_background(replica, "on_standby")
+    rows = wait_for(lambda: creations(replica), what="creation waiting on the standby")
+    blocker.commit()
+    note = replica.one("SELECT note FROM cdc_health.slot_creations()")
+    assert note and "pg_log_standby_snapshot()" in note and "primary" in note, note
+    assert rows[0]["snapshots_logged"] == 0, "nothing can be logged on a standby"
+    wait_for(lambda: "standby snapshots can only be logged on the primary" in replica.log_tail(200),
+             what="the worker's log line")
+    # The remedy it names works: a snapshot logged on the primary lets creation finish.
+    pg.sql("SELECT pg_log_standby_snapshot()")
+    thread.join(30)
+    assert "at" in done, done
+    assert replica.log_tail(400).count("standby snapshots can only be logged on the primary") == 1
+    blocker.close()
