@@ -7,23 +7,21 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
-use cdc_health_rules::history::{history_findings, Forecast, Sample};
+use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
 use cdc_health_rules::lsn::bytes_between;
 use cdc_health_rules::remediation::remedy_for;
-use cdc_health_rules::{
-    assess_slot, worst_first, Finding, ServerObservation, SlotAssessment, SlotObservation,
-    WalStatus,
-};
-use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
-use serde_json::{json, Value};
-
-use cdc_health_rules::alerts::Event;
 use cdc_health_rules::transactions::{
     blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
 };
 use cdc_health_rules::SlotType;
+use cdc_health_rules::{
+    assess_slot, worst_first, Finding, ServerObservation, SlotAssessment, SlotObservation,
+};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+use serde_json::{json, Value};
 
 use crate::{alerts, creations, history, sampling, settings, shmem};
 
@@ -70,7 +68,6 @@ impl SlotView {
 }
 
 fn sample_of(slot: &SlotObservation, server: &ServerObservation, at: f64) -> Sample {
-    let lost = slot.wal_status == Some(WalStatus::Lost) || slot.invalidation_reason.is_some();
     let current = server.current_lsn.unwrap_or(0);
     Sample {
         at,
@@ -79,24 +76,16 @@ fn sample_of(slot: &SlotObservation, server: &ServerObservation, at: f64) -> Sam
         confirmed_flush_lsn: slot.confirmed_flush_lsn,
         retained_bytes: slot
             .restart_lsn
-            .filter(|_| !lost)
+            .filter(|_| slot.holds_wal())
             .map(|r| bytes_between(current, r)),
-        safe_wal_size: slot
-            .safe_wal_size
-            .filter(|_| !lost && slot.restart_lsn.is_some()),
+        safe_wal_size: slot.safe_wal_size.filter(|_| slot.holds_wal()),
         active: slot.active,
         wal_status: slot.wal_status,
     }
 }
 
-fn view_of(entry: &shmem::Entry, now: f64) -> HistoryView {
-    let limits = settings::history_limits();
-    let (findings, forecast) = history_findings(
-        &entry.track,
-        now,
-        settings::forecast_ceiling_bytes(),
-        &limits,
-    );
+fn view_of(entry: &shmem::Entry, now: f64, limits: &HistoryLimits, ceiling: i64) -> HistoryView {
+    let (findings, forecast) = history_findings(&entry.track, now, ceiling, limits);
     HistoryView {
         findings,
         forecast,
@@ -111,6 +100,11 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let server = sampling::server();
     let slots = sampling::slots()?;
     let now = now_secs();
+    // Read once, outside the lock, for every slot's history.
+    let (hist_limits, ceiling) = (
+        settings::history_limits(),
+        settings::forecast_ceiling_bytes(),
+    );
     let histories: Option<Vec<Option<HistoryView>>> = if record {
         shmem::write(|entries| {
             let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
@@ -120,7 +114,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .map(|slot| {
                     let entry = shmem::entry_for(entries, &slot.slot_name)?;
                     entry.track.record(sample_of(slot, &server, now));
-                    Some(view_of(entry, now))
+                    Some(view_of(entry, now, &hist_limits, ceiling))
                 })
                 .collect()
         })
@@ -136,7 +130,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .map(|slot| {
                     by_name
                         .get(slot.slot_name.as_str())
-                        .map(|e| view_of(e, now))
+                        .map(|e| view_of(e, now, &hist_limits, ceiling))
                 })
                 .collect()
         })
@@ -317,6 +311,7 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
     let worker = shmem::worker_status();
     let observed: Vec<Observed> = views
         .iter()
+        .filter(|v| !v.verdict.findings.is_empty())
         .flat_map(|v| {
             let detail = detail(v, &server, worker);
             v.verdict.findings.iter().map(move |f| Observed {
@@ -351,7 +346,8 @@ fn unblock(views: &[SlotView]) -> SpiResult<Vec<Applied>> {
         }
     }
     let mut applied = Vec::new();
-    for c in waiting {
+    for v in views {
+        let Some(c) = &v.creation else { continue };
         for pid in blockers_to_terminate(c, settings::terminate_blockers_after()) {
             let Some(blocker) = c.blockers.iter().find(|b| b.pid == Some(pid)) else {
                 continue;
@@ -373,10 +369,9 @@ fn unblock(views: &[SlotView]) -> SpiResult<Vec<Applied>> {
             );
             let detail =
                 json!({ "terminated": blocker, "slot_name": c.slot_name, "creator_pid": c.pid });
-            let subject = format!("slot:{}", c.slot_name);
             applied.push(alerts::announce(
                 Event::BlockerTerminated,
-                &subject,
+                &v.subject(),
                 finding,
                 detail,
             )?);

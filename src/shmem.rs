@@ -56,6 +56,25 @@ pub struct Nudge {
 /// Creations whose nudges are counted at once; more are still nudged, uncounted.
 const MAX_NUDGED: usize = 32;
 
+impl Entry {
+    fn new(in_use: bool, track: SlotTrack) -> Self {
+        Entry {
+            in_use,
+            track,
+            history_at: 0.0,
+            history_wal_status: None,
+            history_active: false,
+        }
+    }
+}
+
+/// Index of the in-use entry tracking `name`.
+fn position_of(entries: &[Entry], name: &str) -> Option<usize> {
+    entries
+        .iter()
+        .position(|e| e.in_use && e.track.name.as_str() == name)
+}
+
 #[repr(C)]
 struct Header {
     lock: *mut pg_sys::LWLock,
@@ -131,13 +150,10 @@ unsafe extern "C-unwind" fn on_startup() {
             nudges: heapless::Vec::new(),
         });
         for i in 0..capacity {
-            entries.add(i).write(Entry {
-                in_use: false,
-                track: SlotTrack::new("").expect("empty name fits"),
-                history_at: 0.0,
-                history_wal_status: None,
-                history_active: false,
-            });
+            entries.add(i).write(Entry::new(
+                false,
+                SlotTrack::new("").expect("empty name fits"),
+            ));
         }
     }
     HEADER = header;
@@ -206,21 +222,11 @@ pub fn write<R>(f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
 
 /// The entry of `name`, allocating a free one if needed; `None` when all are in use.
 pub fn entry_for<'a>(entries: &'a mut [Entry], name: &str) -> Option<&'a mut Entry> {
-    let index = entries
-        .iter()
-        .position(|e| e.in_use && e.track.name.as_str() == name)
-        .or_else(|| {
-            let free = entries.iter().position(|e| !e.in_use)?;
-            let track = SlotTrack::new(name)?;
-            entries[free] = Entry {
-                in_use: true,
-                track,
-                history_at: 0.0,
-                history_wal_status: None,
-                history_active: false,
-            };
-            Some(free)
-        })?;
+    let index = position_of(entries, name).or_else(|| {
+        let free = entries.iter().position(|e| !e.in_use)?;
+        entries[free] = Entry::new(true, SlotTrack::new(name)?);
+        Some(free)
+    })?;
     Some(&mut entries[index])
 }
 
@@ -258,10 +264,7 @@ pub fn history_due(
     }
     let mut due = Vec::new();
     for &(name, wal_status, active) in slots {
-        let entry = entries
-            .iter_mut()
-            .find(|e| e.in_use && e.track.name.as_str() == name);
-        let is_due = match entry {
+        let is_due = match position_of(entries, name).map(|i| &mut entries[i]) {
             Some(e) => {
                 let due = now - e.history_at >= interval
                     || e.history_wal_status != wal_status

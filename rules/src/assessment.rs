@@ -115,7 +115,7 @@ pub fn assess_slot(
     server: &ServerObservation,
     limits: &Thresholds,
 ) -> SlotAssessment {
-    let lost = slot.wal_status == Some(WalStatus::Lost) || slot.invalidation_reason.is_some();
+    let lost = slot.is_lost();
     let distance = |pos: Option<u64>| match (server.current_lsn, pos) {
         (Some(current), Some(pos)) => Some(bytes_between(current, pos)),
         _ => None,
@@ -125,8 +125,7 @@ pub fn assess_slot(
     } else {
         distance(slot.restart_lsn)
     };
-    let holds_wal = !lost && slot.restart_lsn.is_some();
-    let safe_wal_size = slot.safe_wal_size.filter(|_| holds_wal);
+    let safe_wal_size = slot.safe_wal_size.filter(|_| slot.holds_wal());
     let flush_lag = match slot.slot_type {
         SlotType::Logical if !lost => distance(slot.confirmed_flush_lsn),
         _ => None,

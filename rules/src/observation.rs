@@ -90,6 +90,16 @@ pub struct SlotObservation {
 }
 
 impl SlotObservation {
+    /// Invalidated for good: `wal_status = 'lost'` or any invalidation reason.
+    pub fn is_lost(&self) -> bool {
+        self.wal_status == Some(WalStatus::Lost) || self.invalidation_reason.is_some()
+    }
+
+    /// Holds WAL on the server: not lost, and it reserved WAL (`restart_lsn` known).
+    pub fn holds_wal(&self) -> bool {
+        !self.is_lost() && self.restart_lsn.is_some()
+    }
+
     /// A healthy, active logical slot; tests and callers adjust the fields they care about.
     pub fn logical(name: &str) -> Self {
         Self {
