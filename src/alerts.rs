@@ -4,7 +4,8 @@
 //! so the worker, a restarted worker and `check_now()` all continue from the same place.
 
 use cdc_health_rules::alerts::{
-    payload, transitions, Action, Event, Observed, OpenAlert, PayloadFields, ResolvedAlert,
+    payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,
+    ResolvedAlert,
 };
 use cdc_health_rules::{Finding, FindingCode, Severity};
 use pgrx::datum::DatumWithOid;
@@ -26,13 +27,41 @@ fn finding_and_severity(row: &SpiHeapTupleData<'_>) -> SpiResult<Option<(Finding
     Ok(finding.zip(severity))
 }
 
-fn load_open(client: &SpiClient<'_>) -> SpiResult<Vec<OpenAlert>> {
+/// Which alerts one caller owns: the slot monitor all `slot:` subjects, a mirror check its own.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    Prefix(&'a str),
+    Subject(&'a str),
+}
+
+impl Scope<'_> {
+    /// A condition on `subject` using parameters `$n` and `$n+1`.
+    fn condition(&self, n: usize) -> String {
+        format!(
+            "(CASE WHEN ${} THEN pg_catalog.starts_with(subject, ${n}) ELSE subject = ${n} END)",
+            n + 1
+        )
+    }
+
+    fn args(&self) -> [DatumWithOid<'_>; 2] {
+        match *self {
+            Self::Prefix(p) => [p.into(), true.into()],
+            Self::Subject(s) => [s.into(), false.into()],
+        }
+    }
+}
+
+fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAlert>> {
     let rows = client.select(
-        "SELECT id, subject, finding, severity, extract(epoch FROM raised_at)::float8,
-                extract(epoch FROM last_notified_at)::float8, extract(epoch FROM clear_since)::float8
-         FROM cdc_health.alerts WHERE resolved_at IS NULL",
+        &format!(
+            "SELECT id, subject, finding, severity, extract(epoch FROM raised_at)::float8,
+                    extract(epoch FROM last_notified_at)::float8,
+                    extract(epoch FROM clear_since)::float8
+             FROM cdc_health.alerts WHERE resolved_at IS NULL AND {}",
+            scope.condition(1)
+        ),
         None,
-        &[],
+        &scope.args(),
     )?;
     let mut open = Vec::new();
     for row in rows {
@@ -52,13 +81,22 @@ fn load_open(client: &SpiClient<'_>) -> SpiResult<Vec<OpenAlert>> {
     Ok(open)
 }
 
-fn load_recently_resolved(client: &SpiClient<'_>, holddown: f64) -> SpiResult<Vec<ResolvedAlert>> {
+fn load_recently_resolved(
+    client: &SpiClient<'_>,
+    scope: Scope<'_>,
+    holddown: f64,
+) -> SpiResult<Vec<ResolvedAlert>> {
+    let [a, b] = scope.args();
     let rows = client.select(
-        "SELECT id, subject, finding, extract(epoch FROM resolved_at)::float8
-         FROM cdc_health.alerts
-         WHERE resolved_at >= pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
+        &format!(
+            "SELECT id, subject, finding, extract(epoch FROM resolved_at)::float8
+             FROM cdc_health.alerts
+             WHERE resolved_at >= pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+               AND {}",
+            scope.condition(2)
+        ),
         None,
-        &[holddown.into()],
+        &[holddown.into(), a, b],
     )?;
     let mut resolved = Vec::new();
     for row in rows {
@@ -88,12 +126,33 @@ fn now_text() -> SpiResult<String> {
     .unwrap_or_default())
 }
 
-/// Computes and applies this pass's transitions; returns the events sent.
+/// Computes and applies a slot pass's transitions (all `slot:` alerts); returns the events sent.
 pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
-    let policy = settings::alert_policy();
+    apply_scoped(
+        Scope::Prefix("slot:"),
+        observed,
+        now,
+        settings::alert_policy(),
+    )
+}
+
+/// The same for one subject only (a mirror check).
+/// A mirror check clears after a full mirror interval without its finding.
+pub fn apply_for(subject: &str, observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
+    let mut policy = settings::alert_policy();
+    policy.interval_secs = settings::mirror_interval_secs();
+    apply_scoped(Scope::Subject(subject), observed, now, policy)
+}
+
+fn apply_scoped(
+    scope: Scope<'_>,
+    observed: &[Observed],
+    now: f64,
+    policy: AlertPolicy,
+) -> SpiResult<Vec<Applied>> {
     let actions = Spi::connect(|client| {
-        let open = load_open(client)?;
-        let resolved = load_recently_resolved(client, policy.holddown_secs)?;
+        let open = load_open(client, scope)?;
+        let resolved = load_recently_resolved(client, scope, policy.holddown_secs)?;
         Ok::<_, pgrx::spi::Error>(transitions(&open, &resolved, observed, now, &policy))
     })?;
     if actions.is_empty() {

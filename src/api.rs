@@ -297,6 +297,13 @@ REVOKE ALL ON FUNCTION cdc_health.slot_creations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.slot_creations() TO pg_monitor;
 REVOKE ALL ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) TO pg_monitor;
+-- Mirror checks: configuration is the owner's (who may grant it on); reading is pg_monitor's.
+REVOKE ALL ON FUNCTION cdc_health.add_mirror(text, regclass, text, regclass, text, interval, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.add_freshness_check(text, regclass, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.remove_mirror(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.check_mirror(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.verify_mirror(text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.clickhouse_validator(text[], oid) FROM PUBLIC;
 "#,
     name = "cdc_health_grants",
     finalize

@@ -7,8 +7,10 @@ use pgrx::prelude::*;
 
 mod alerts;
 mod api;
+mod clickhouse;
 mod creations;
 mod history;
+mod mirrors;
 mod monitor;
 mod sampling;
 mod schema;

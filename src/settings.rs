@@ -40,6 +40,10 @@ pub static UNBLOCK_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static TERMINATE_BLOCKERS_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(-1);
 pub static LONG_TRANSACTION_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 
+// Mirror checks.
+pub static MIRROR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static PROBE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 /// Registers every setting. Postmaster-context settings can only be created while the
 /// library is preloaded (PostgreSQL raises FATAL otherwise), so they exist only then.
 pub fn register() {
@@ -211,6 +215,24 @@ fn register_worker() {
         i32::MAX,
         GucFlags::UNIT_S,
     );
+    sighup_int(
+        c"cdc_health.mirror_interval",
+        c"How often the mirror worker probes each mirror and freshness check.",
+        c"",
+        &MIRROR_INTERVAL_S,
+        1,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.probe_timeout",
+        c"Longest time one mirror probe may take before it is cancelled and reported as probe_failed.",
+        c"",
+        &PROBE_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_bool_guc(
         c"cdc_health.unblock_slot_creation",
         c"Log standby snapshots so that a waiting logical slot creation can finish.",
@@ -309,6 +331,10 @@ pub fn alert_policy() -> AlertPolicy {
         reminder_secs: f64::from(ALERT_REMINDER_S.get()),
         holddown_secs: f64::from(ALERT_HOLDDOWN_S.get()),
     }
+}
+
+pub fn mirror_interval_secs() -> f64 {
+    f64::from(MIRROR_INTERVAL_S.get())
 }
 
 pub fn interval_secs() -> f64 {

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 
 use crate::monitor::{self, now_secs};
-use crate::{settings, shmem};
+use crate::{mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
 pub fn register() {
@@ -25,6 +25,15 @@ pub fn register() {
         .enable_spi_access()
         // Consistent state: a standby is monitored too (read-only).
         .set_start_time(BgWorkerStartTime::ConsistentState)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+    // Mirror probes wait on the network; in their own process they never delay slot passes.
+    BackgroundWorkerBuilder::new("cdc_health mirrors")
+        .set_type("cdc_health mirrors")
+        .set_library("cdc_health")
+        .set_function("cdc_health_mirror_worker_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(Some(Duration::from_secs(5)))
         .load();
 }
@@ -103,15 +112,115 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     log!("cdc_health: worker stopped");
 }
 
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = settings::database();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    limit_own_statements();
+    log!("cdc_health: mirror worker started in database \"{database}\"");
+    let mut last_failure: Option<(String, f64)> = None;
+    loop {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+        let interval = settings::mirror_interval_secs();
+        let due = guarded(|| {
+            if monitor::extension_present()? {
+                mirrors::due(interval)
+            } else {
+                Ok(Vec::new())
+            }
+        });
+        match due {
+            Ok(Ok(checks)) => {
+                for check in checks {
+                    if let Err(message) = probe_and_record(&check) {
+                        log_failure("mirror check failed", message, &mut last_failure);
+                    }
+                    if BackgroundWorker::sigterm_received() {
+                        break;
+                    }
+                }
+            }
+            Ok(Err(e)) => log_failure("mirror pass failed", e.to_string(), &mut last_failure),
+            Err(message) => log_failure("mirror pass failed", message, &mut last_failure),
+        }
+        let wait = Duration::from_secs_f64(interval.clamp(1.0, 5.0));
+        if !BackgroundWorker::wait_latch(Some(wait)) {
+            break;
+        }
+    }
+    log!("cdc_health: mirror worker stopped");
+}
+
+// utils/timeout.h, which pgrx does not bind. SPI does not arm statement_timeout, so a probe
+// arms the same timer itself; its expiry cancels the probe like a statement.
+const STATEMENT_TIMEOUT: i32 = 3; // TimeoutId::STATEMENT_TIMEOUT, the same in 13 to 18
+unsafe extern "C-unwind" {
+    #[link_name = "enable_timeout_after"]
+    fn pg_enable_timeout_after(id: i32, delay_ms: i32);
+    #[link_name = "disable_timeout"]
+    fn pg_disable_timeout(id: i32, keep_indicator: bool);
+}
+
+unsafe fn enable_timeout_after(id: i32, delay_ms: i32) {
+    pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| pg_enable_timeout_after(id, delay_ms))
+}
+
+unsafe fn disable_timeout(id: i32, keep_indicator: bool) {
+    pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| pg_disable_timeout(id, keep_indicator))
+}
+
+/// One probe in its own transaction, as the check's owner and within `probe_timeout`; its
+/// failure is an outcome (`probe_failed`), recorded in a second transaction.
+fn probe_and_record(check: &mirrors::StoredCheck) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let timeout_ms = settings::PROBE_TIMEOUT_MS.get();
+    let measured = guarded(|| {
+        unsafe { enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms) };
+        let m = mirrors::probe(check);
+        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+        m
+    });
+    let measured = measured.unwrap_or_else(|error| {
+        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
+        let error = if error.contains("statement timeout") {
+            format!("no answer within cdc_health.probe_timeout ({timeout_ms} ms)")
+        } else {
+            error
+        };
+        mirrors::Measured {
+            probe: cdc_health_rules::mirrors::Probe::Failed { error },
+            millis: started.elapsed().as_secs_f64() * 1000.0,
+            bytes: 0,
+        }
+    });
+    match guarded(|| mirrors::record(check, &measured)) {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(message) => Err(message),
+    }
+}
+
 /// A repeated failure is logged once per five minutes, not once per pass.
 const REPEAT_LOG_SECS: f64 = 300.0;
 
 fn failed(message: String, last: &mut Option<(String, f64)>) {
     shmem::update_worker(|w| w.failed_passes += 1);
+    log_failure(
+        "monitoring pass failed, retrying every interval",
+        message,
+        last,
+    );
+}
+
+fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
     let now = now_secs();
     let repeated = matches!(last, Some((m, at)) if *m == message && now - *at < REPEAT_LOG_SECS);
     if !repeated {
-        warning!("cdc_health: monitoring pass failed, retrying every interval: {message}");
+        warning!("cdc_health: {what}: {message}");
         *last = Some((message, now));
     }
 }
@@ -134,6 +243,15 @@ fn limit_own_statements() {
     }
 }
 
+/// The message of an error caught by `PgTryBuilder`.
+pub fn caught_message(e: pg_sys::panic::CaughtError) -> String {
+    match e {
+        pg_sys::panic::CaughtError::PostgresError(r)
+        | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
+        pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
+    }
+}
+
 /// Runs `body` in its own transaction. A PostgreSQL error (or panic) inside it or at commit
 /// aborts that transaction and comes back as `Err(message)` instead of ending the worker.
 fn guarded<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
@@ -150,13 +268,7 @@ fn guarded<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, St
         }
         Ok(r)
     })
-    .catch_others(|e| {
-        Err(match e {
-            pg_sys::panic::CaughtError::PostgresError(r)
-            | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-            pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-        })
-    })
+    .catch_others(|e| Err(caught_message(e)))
     .execute();
     if result.is_err() {
         unsafe { pg_sys::AbortCurrentTransaction() };

@@ -6,9 +6,11 @@
 
 pub mod alerts;
 pub mod assessment;
+pub mod clickhouse;
 pub mod finding;
 pub mod history;
 pub mod lsn;
+pub mod mirrors;
 pub mod observation;
 pub mod remediation;
 pub mod sparkline;

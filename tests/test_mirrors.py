@@ -1,0 +1,359 @@
+"""Mirror freshness through foreign data: the cdc_health_clickhouse wrapper against a real
+ClickHouse server, PeerDB-shaped mirrors, verification, a postgres_fdw subscriber, and who may
+check what."""
+
+import time
+
+import psycopg2
+import pytest
+
+from chserver import ClickHouse
+from pgcluster import wait_for
+
+MIRROR_WORKER = {
+    "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    "cdc_health.mirror_interval": "1s",
+    "cdc_health.probe_timeout": "3s",
+    "cdc_health.alert_holddown": "0",
+}
+
+PEERDB_TABLE = """
+CREATE TABLE default.activity (
+    id Int64, started_at DateTime, note String,
+    _peerdb_synced_at DateTime, _peerdb_is_deleted UInt8, _peerdb_version Int64
+) ENGINE = ReplacingMergeTree(_peerdb_version) ORDER BY id
+"""
+PEERDB_QUERY = ("SELECT id, started_at, note FROM default.activity FINAL "
+                "WHERE _peerdb_is_deleted = 0")
+
+
+@pytest.fixture(scope="module")
+def ch():
+    server = ClickHouse(name="ch-test").start()
+    yield server
+    server.destroy()
+
+
+def error_of(pg, sql, **kw):
+    with pytest.raises(psycopg2.Error) as e:
+        pg.sql(sql, **kw)
+    return str(e.value)
+
+
+def clickhouse_server(pg, ch, name="ch", url=None, password=None, **options):
+    opts = {"url": url or ch.url, "timeout": "3s", "connect_timeout": "1s", **options}
+    text = ", ".join(f"{k} '{v}'" for k, v in opts.items())
+    pg.sql(f"CREATE SERVER {name} FOREIGN DATA WRAPPER cdc_health_clickhouse OPTIONS ({text})")
+    pg.sql(f"CREATE USER MAPPING FOR PUBLIC SERVER {name} "
+           f"OPTIONS (user '{ch.user}', password '{password or ch.password}')")
+
+
+# -- the wrapper ------------------------------------------------------------------------------
+
+def test_every_supported_type_reads_back(make_cluster, ch):
+    ch.query("DROP TABLE IF EXISTS default.types")
+    ch.query("""CREATE TABLE default.types (
+        i8 Int8, u64 UInt64, i64 Int64, f32 Float32, f64 Float64, s String, fs FixedString(3),
+        d Date, dt DateTime, dtz DateTime('Asia/Tokyo'), u UUID, n Nullable(Int32),
+        ns Nullable(String), flag UInt8, dec Decimal(10, 3)) ENGINE = Memory""")
+    ch.query("""INSERT INTO default.types VALUES
+        (-8, 18446744073709551615, -9223372036854775808, 1.5, -inf, 'tab\\there\\nline ü',
+         'abc', '2024-02-29', '2024-02-29 23:59:58', '2024-03-01 08:00:00',
+         '61f0c404-5cb3-11e7-907b-a6006ad3dba0', NULL, 'x', 1, 12.345)""")
+    pg = make_cluster()
+    clickhouse_server(pg, ch)
+    pg.sql("""CREATE FOREIGN TABLE types (
+        i8 smallint, u64 numeric, i64 bigint, f32 real, f64 float8, s text, fs text, d date,
+        dt timestamptz, dtz timestamptz, u uuid, n integer, ns text, flag boolean, dec numeric)
+        SERVER ch OPTIONS (table 'default.types')""")
+    row = pg.sql("SET TimeZone = 'UTC'; SELECT i8, u64::text, i64, f32, f64, s, fs, d::text, "
+                 "dt::text, dtz::text, u::text, n, ns, flag, dec::text FROM types")[0]
+    assert row == (-8, "18446744073709551615", -9223372036854775808, 1.5, float("-inf"),
+                   "tab\there\nline ü", "abc", "2024-02-29", "2024-02-29 23:59:58+00",
+                   "2024-02-29 23:00:00+00", "61f0c404-5cb3-11e7-907b-a6006ad3dba0", None, "x",
+                   True, "12.345")
+    # Only the columns the query needs are asked for.
+    plan = "\n".join(r[0] for r in pg.sql("EXPLAIN (VERBOSE) SELECT s FROM types WHERE d > now()"))
+    assert "SELECT `s`, `d` FROM `default`.`types`" in plan
+    # A value that does not fit is an error naming the column, not garbage.
+    pg.sql("CREATE FOREIGN TABLE narrow (u64 integer) SERVER ch OPTIONS (table 'default.types')")
+    err = error_of(pg, "SELECT * FROM narrow")
+    assert 'column "u64"' in err and "18446744073709551615" in err and "integer" in err
+    pg.sql("""CREATE FOREIGN TABLE renamed (missing int) SERVER ch
+              OPTIONS (query 'SELECT 1 AS present')""")
+    assert 'no column "missing"' in error_of(pg, "SELECT * FROM renamed")
+    pg.sql("ALTER FOREIGN TABLE renamed ALTER COLUMN missing OPTIONS (column_name 'present')")
+    assert pg.one("SELECT missing FROM renamed") == 1
+
+
+def test_options_are_validated(make_cluster, ch):
+    pg = make_cluster()
+    wrap = "FOREIGN DATA WRAPPER cdc_health_clickhouse"
+    assert "user mapping" in error_of(
+        pg, f"CREATE SERVER s {wrap} OPTIONS (url 'http://u:pw@127.0.0.1:1')")
+    assert 'invalid option "host"' in error_of(pg, f"CREATE SERVER s {wrap} OPTIONS (host 'x')")
+    assert "duration" in error_of(
+        pg, f"CREATE SERVER s {wrap} OPTIONS (url 'http://h:1', timeout 'soon')")
+    pg.sql(f"CREATE SERVER s {wrap} OPTIONS (url 'http://127.0.0.1:1')")
+    assert 'invalid option "url"' in error_of(
+        pg, "CREATE USER MAPPING FOR PUBLIC SERVER s OPTIONS (url 'x')")
+    assert "needs option" in error_of(pg, "CREATE FOREIGN TABLE t (n int) SERVER s")
+    assert "exclude" in error_of(
+        pg, "CREATE FOREIGN TABLE t (n int) SERVER s OPTIONS (table 't', query 'SELECT 1')")
+
+
+def test_a_million_rows_are_counted_inside_clickhouse(make_cluster, ch):
+    ch.query("DROP TABLE IF EXISTS default.big")
+    ch.query("CREATE TABLE default.big (id UInt64, at DateTime) ENGINE = MergeTree ORDER BY id")
+    ch.query("INSERT INTO default.big SELECT number, toDateTime(1700000000 + number) "
+             "FROM numbers(1000000)")
+    pg = make_cluster()
+    clickhouse_server(pg, ch, timeout="120s")
+    pg.sql("""CREATE FOREIGN TABLE big_count (n bigint, newest timestamptz) SERVER ch
+              OPTIONS (query 'SELECT count() AS n, max(at) AS newest FROM default.big')""")
+    assert pg.sql("SELECT n, extract(epoch FROM newest)::bigint FROM big_count") == \
+        [(1000000, 1700000000 + 999999)]
+    # A freshness probe on the plain table aggregates in ClickHouse too: one small row.
+    pg.sql("CREATE FOREIGN TABLE big (id bigint, at timestamptz) SERVER ch "
+           "OPTIONS (table 'default.big')")
+    pg.sql("SELECT cdc_health.add_freshness_check('big', 'big', 'at', '100 years')")
+    assert pg.one("SELECT cdc_health.check_mirror('big')") == "ok"
+    rows, bytes_ = pg.sql("SELECT target_rows, probe_bytes FROM cdc_health.mirrors()")[0]
+    assert rows is None and 0 < bytes_ < 1024
+    # The naive way streams every row through the scan, and still counts right.
+    assert pg.one("SELECT count(*) FROM big") == 1000000
+
+
+def test_remote_failures_are_clear_and_bounded(make_cluster, ch):
+    pg = make_cluster()
+    clickhouse_server(pg, ch)
+    pg.sql("CREATE FOREIGN TABLE nope (n int) SERVER ch OPTIONS (table 'default.nope')")
+    err = error_of(pg, "SELECT * FROM nope")
+    assert "ClickHouse error 60" in err and "default.nope" in err
+    clickhouse_server(pg, ch, name="wrong", password="not-the-password")
+    pg.sql("CREATE FOREIGN TABLE w (n int) SERVER wrong OPTIONS (query 'SELECT 1 AS n')")
+    err = error_of(pg, "SELECT * FROM w")
+    assert "ClickHouse error 193" in err and "not-the-password" not in err
+    stopped = ClickHouse(name="ch-stopped")  # never started: nothing listens on its port
+    clickhouse_server(pg, ch, name="down", url=stopped.url)
+    pg.sql("CREATE FOREIGN TABLE d (n int) SERVER down OPTIONS (query 'SELECT 1 AS n')")
+    err = error_of(pg, "SELECT * FROM d")
+    assert f"could not query ClickHouse at {stopped.url}" in err
+    stopped.destroy()
+    # 15 blocks of 3 s: cancelled by statement_timeout long before it ends.
+    pg.sql("""CREATE FOREIGN TABLE slow (n int) SERVER ch OPTIONS (query
+              'SELECT toInt32(sleep(3)) AS n FROM numbers(15) SETTINGS max_block_size = 1')""")
+    err = error_of(pg, "SET statement_timeout = '300ms'; SELECT * FROM slow")
+    assert "statement timeout" in err
+    # ClickHouse is told to stop the query too.
+    wait_for(lambda: ch.query("SELECT count() FROM system.processes "
+                              "WHERE query LIKE '%sleep(3)%' AND query NOT LIKE '%processes%'"
+                              ).strip() == "0", timeout=15, what="the remote query to be killed")
+
+
+def test_a_frozen_server_times_out_and_the_worker_keeps_watching_slots(make_cluster, ch):
+    frozen = ClickHouse(name="ch-frozen").start()
+    try:
+        pg = make_cluster(settings=MIRROR_WORKER)
+        clickhouse_server(pg, ch, name="frozen", url=frozen.url, timeout="2s")
+        pg.sql("CREATE FOREIGN TABLE f (at timestamptz) SERVER frozen "
+               "OPTIONS (query 'SELECT now() AS at')")
+        pg.sql("SELECT cdc_health.add_freshness_check('frozen', 'f', 'at', '1 hour')")
+        wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors()") == "ok",
+                 what="a first good probe")
+        frozen.pause()
+        start = time.monotonic()
+        err = error_of(pg, "SELECT * FROM f")
+        assert "no answer within timeout" in err
+        assert time.monotonic() - start < 10
+        passes = pg.one("SELECT passes FROM cdc_health.worker_status()")
+        wait_for(lambda: pg.one("SELECT findings FROM cdc_health.mirrors()") == ["probe_failed"],
+                 timeout=30, what="probe_failed")
+        assert pg.one("SELECT finding FROM cdc_health.alerts WHERE subject = 'mirror:frozen' "
+                      "AND resolved_at IS NULL") == "probe_failed"
+        # Slot passes went on while the probes hung.
+        wait_for(lambda: pg.one("SELECT passes FROM cdc_health.worker_status()") >= passes + 3,
+                 what="slot passes during the outage")
+        frozen.resume()
+        wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors()") == "ok",
+                 timeout=30, what="recovery")
+    finally:
+        frozen.destroy()
+
+
+# -- PeerDB-shaped mirror ----------------------------------------------------------------------
+
+class PeerDB:
+    """Copies new source rows into the ClickHouse mirror the way PeerDB writes them."""
+
+    def __init__(self, pg, ch):
+        self.pg, self.ch, self.version = pg, ch, 0
+
+    def sync(self):
+        rows = self.pg.sql("SELECT id, extract(epoch FROM started_at)::bigint, note "
+                           "FROM fitness.activity ORDER BY id")
+        have = self.ch.query("SELECT id FROM default.activity FINAL").split()
+        new = [r for r in rows if str(r[0]) not in have]
+        if new:
+            self.version += 1
+            values = ", ".join(f"({i}, toDateTime({t}), '{n}', now(), 0, {self.version})"
+                               for i, t, n in new)
+            self.ch.query(f"INSERT INTO default.activity VALUES {values}")
+
+    def delete(self, ids):
+        self.version += 1
+        values = ", ".join(f"({i}, now(), 'gone', now(), 1, {self.version})" for i in ids)
+        self.ch.query(f"INSERT INTO default.activity VALUES {values}")
+
+
+def peerdb_setup(pg, ch, max_lag="3s"):
+    ch.query("DROP TABLE IF EXISTS default.activity")
+    ch.query(PEERDB_TABLE)
+    pg.sql("CREATE SCHEMA fitness")
+    pg.sql("CREATE TABLE fitness.activity (id bigint PRIMARY KEY, started_at timestamptz NOT "
+           "NULL DEFAULT now(), note text)")
+    pg.sql("INSERT INTO fitness.activity (id, note) SELECT g, 'run' FROM generate_series(1, 50) g")
+    clickhouse_server(pg, ch)
+    pg.sql(f"""CREATE FOREIGN TABLE mirror_activity (id bigint, started_at timestamptz,
+               note text) SERVER ch OPTIONS (query '{PEERDB_QUERY}')""")
+    peerdb = PeerDB(pg, ch)
+    peerdb.sync()
+    pg.sql(f"""SELECT cdc_health.add_mirror('activity', 'fitness.activity', 'started_at',
+               'mirror_activity', 'started_at', max_lag => '{max_lag}', max_row_drift => NULL)""")
+    return peerdb
+
+
+def test_a_stale_peerdb_mirror_raises_and_resolves(make_cluster, ch):
+    pg = make_cluster(settings=MIRROR_WORKER)
+    peerdb = peerdb_setup(pg, ch)
+    listener = pg.listen()
+    wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors()") == "ok",
+             what="the mirror to be seen in step")
+    next_id = 51
+    deadline = time.monotonic() + 40
+    raised = None
+    # The source keeps receiving rows; the CDC writer has stopped.
+    while raised is None and time.monotonic() < deadline:
+        pg.sql("INSERT INTO fitness.activity (id, note) VALUES (%s, 'ride')", (next_id,))
+        next_id += 1
+        listener.drain(0.5)
+        raised = next((p for p in listener.received
+                       if p["event"] == "raised" and p["finding"] == "mirror_stale"), None)
+    assert raised, f"no mirror_stale alert; got {listener.received}"
+    assert raised["subject"] == "mirror:activity"
+    assert "behind" in raised["summary"]
+    state = pg.sql("SELECT status, lag > interval '3s', source_rows - target_rows "
+                   "FROM cdc_health.mirrors()")[0]
+    assert state[1] is True and state[2] > 0
+    peerdb.sync()
+    listener.wait(event="resolved", finding="mirror_stale", subject="mirror:activity", timeout=30)
+    assert pg.one("SELECT status FROM cdc_health.mirrors()") == "ok"
+
+
+def test_rows_missing_in_the_mirror_and_verification(make_cluster, ch):
+    pg = make_cluster()
+    peerdb_setup(pg, ch, max_lag="1 hour")
+    pg.sql("UPDATE cdc_health.mirror_checks SET max_row_drift = 0")
+    assert pg.one("SELECT cdc_health.check_mirror('activity')") == "ok"
+    ok = pg.sql("SELECT ok, source_rows, target_rows, source_checksum = target_checksum, "
+                "source_min, target_max FROM cdc_health.verify_mirror('activity', 'id')")[0]
+    assert ok == (True, 50, 50, True, "1", "50")
+    PeerDB(pg, ch).delete([7, 8, 9])
+    assert pg.one("SELECT cdc_health.check_mirror('activity')") == "warning"
+    assert pg.sql("SELECT findings, row_drift FROM cdc_health.mirrors()") == \
+        [(["mirror_rows_mismatch"], 3)]
+    assert pg.one("SELECT summary FROM cdc_health.alerts WHERE finding = 'mirror_rows_mismatch' "
+                  "AND resolved_at IS NULL").find("3 missing") > 0
+    bad = pg.sql("SELECT ok, target_rows, source_checksum = target_checksum "
+                 "FROM cdc_health.verify_mirror('activity', 'id')")[0]
+    assert bad == (False, 47, False)
+    err = error_of(pg, "SELECT * FROM cdc_health.verify_mirror('activity', 'id', "
+                       "raise_on_mismatch => true)")
+    assert "does not match its source" in err
+    # The same key set in a different order checks out: the checksum ignores order.
+    pg.sql("DELETE FROM fitness.activity WHERE id IN (7, 8, 9)")
+    assert pg.one("SELECT ok FROM cdc_health.verify_mirror('activity', 'id')") is True
+    assert pg.one("SELECT cdc_health.remove_mirror('activity')") is True
+    assert pg.one("SELECT count(*) FROM cdc_health.alerts WHERE resolved_at IS NULL") == 0
+
+
+# -- a PostgreSQL subscriber through postgres_fdw ----------------------------------------------
+
+def test_a_postgres_fdw_subscriber_and_heartbeat_lag(make_cluster):
+    settings = dict(MIRROR_WORKER, **{"cdc_health.heartbeat_interval": "1s"})
+    pg = make_cluster(settings=settings)
+    sub = make_cluster(name="subscriber", extension=False)
+    ddl = ("CREATE TABLE public.orders (id bigint PRIMARY KEY, placed_at timestamptz NOT NULL "
+           "DEFAULT now())")
+    pg.sql(ddl)
+    sub.sql(ddl)
+    sub.sql("CREATE SCHEMA cdc_health")
+    sub.sql("CREATE TABLE cdc_health.heartbeat (id integer PRIMARY KEY, beat_at timestamptz "
+            "NOT NULL, beats bigint NOT NULL)")
+    pg.sql("INSERT INTO orders (id) SELECT generate_series(1, 20)")
+    pg.sql("CREATE PUBLICATION pipeline FOR TABLE orders, cdc_health.heartbeat")
+    sub.sql(f"CREATE SUBSCRIPTION pipeline CONNECTION 'host=127.0.0.1 port={pg.port} "
+            f"user=postgres dbname=postgres' PUBLICATION pipeline")
+    wait_for(lambda: sub.one("SELECT count(*) FROM orders") == 20, what="the initial copy")
+    pg.sql("CREATE EXTENSION postgres_fdw")
+    pg.sql(f"CREATE SERVER subscriber FOREIGN DATA WRAPPER postgres_fdw "
+           f"OPTIONS (host '127.0.0.1', port '{sub.port}', dbname 'postgres')")
+    pg.sql("CREATE USER MAPPING FOR PUBLIC SERVER subscriber OPTIONS (user 'postgres')")
+    pg.sql("CREATE SCHEMA replica")
+    pg.sql("IMPORT FOREIGN SCHEMA public LIMIT TO (orders) FROM SERVER subscriber INTO replica")
+    pg.sql("CREATE FOREIGN TABLE replica.heartbeat (id integer, beat_at timestamptz, beats bigint)"
+           " SERVER subscriber OPTIONS (schema_name 'cdc_health', table_name 'heartbeat')")
+    pg.sql("""SELECT cdc_health.add_mirror('orders', 'orders', 'placed_at', 'replica.orders',
+              'placed_at', max_lag => '1 hour', slot_name => 'pipeline')""")
+    pg.sql("""SELECT cdc_health.add_mirror('end_to_end', 'cdc_health.heartbeat', 'beat_at',
+              'replica.heartbeat', 'beat_at', max_lag => '4s')""")
+    wait_for(lambda: pg.sql("SELECT name, status FROM cdc_health.mirrors() ORDER BY name") ==
+             [("end_to_end", "ok"), ("orders", "ok")], what="both checks ok")
+    assert pg.one("SELECT kind FROM cdc_health.mirrors() WHERE name = 'end_to_end'") == "heartbeat"
+    assert pg.one("SELECT ok FROM cdc_health.verify_mirror('orders', 'id')") is True
+    sub.sql("ALTER SUBSCRIPTION pipeline DISABLE")
+    pg.sql("INSERT INTO orders (id) SELECT generate_series(21, 25)")
+    wait_for(lambda: pg.sql("SELECT findings FROM cdc_health.mirrors() ORDER BY name") ==
+             [(["heartbeat_stale"],), (["mirror_rows_mismatch"],)], timeout=30,
+             what="heartbeat_stale and mirror_rows_mismatch")
+    sub.sql("ALTER SUBSCRIPTION pipeline ENABLE")
+    wait_for(lambda: pg.sql("SELECT status FROM cdc_health.mirrors()") == [("ok",), ("ok",)],
+             timeout=30, what="both checks ok again")
+    sub.sql("DROP SUBSCRIPTION pipeline")
+
+
+# -- who may check what -----------------------------------------------------------------------
+
+def test_checks_run_with_their_owners_rights_only(make_cluster):
+    pg = make_cluster(settings=MIRROR_WORKER)
+    pg.sql("CREATE TABLE secret (id bigint, at timestamptz DEFAULT now())")
+    pg.sql("CREATE TABLE open_data (id bigint, at timestamptz DEFAULT now())")
+    pg.sql("INSERT INTO open_data (id) VALUES (1)")
+    pg.sql("CREATE ROLE alice LOGIN")
+    pg.sql("GRANT USAGE ON SCHEMA cdc_health TO alice")
+    pg.sql("GRANT EXECUTE ON FUNCTION cdc_health.add_freshness_check(text, regclass, text, "
+           "interval), cdc_health.add_mirror(text, regclass, text, regclass, text, interval, "
+           "text, bigint), cdc_health.remove_mirror(text) TO alice")
+    pg.sql("GRANT SELECT ON open_data TO alice")
+    # No rights on the source: no check.
+    err = error_of(pg, "SELECT cdc_health.add_mirror('x', 'secret', 'at', 'open_data', 'at')",
+                   user="alice")
+    assert "permission denied" in err and "secret" in err
+    # Not readable without the function either.
+    assert "permission denied" in error_of(pg, "SELECT * FROM cdc_health.mirror_checks",
+                                           user="alice")
+    pg.sql("SELECT cdc_health.add_freshness_check('alices', 'open_data', 'at', '1 hour')",
+           user="alice")
+    assert pg.one("SELECT owner::text FROM cdc_health.mirrors()") == "alice"
+    wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors()") == "ok",
+             what="alice's check ok")
+    # Her right goes away: the worker (a superuser) does not read it for her.
+    pg.sql("REVOKE SELECT ON open_data FROM alice")
+    wait_for(lambda: pg.one("SELECT findings FROM cdc_health.mirrors()") == ["probe_failed"],
+             what="probe_failed after the revoke")
+    assert "permission denied" in pg.one("SELECT error FROM cdc_health.mirrors()")
+    # Someone else's check is not hers to remove.
+    pg.sql("SELECT cdc_health.add_freshness_check('admins', 'secret', 'at', '1 hour')")
+    assert "only the owner" in error_of(pg, "SELECT cdc_health.remove_mirror('admins')",
+                                        user="alice")
