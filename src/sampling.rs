@@ -92,11 +92,24 @@ pub fn read_one<T: FromDatum + IntoDatum>(
     })
 }
 
+thread_local! {
+    /// The slot query's plan, kept for the life of the backend (the plan cache revalidates it).
+    static SLOTS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Every replication slot on the server, physical and logical, all databases.
 pub fn slots() -> SpiResult<Vec<SlotObservation>> {
     Spi::connect(|client| {
+        let cached = SLOTS_PLAN.with(|p| p.borrow_mut().take());
+        let plan = match cached {
+            Some(plan) => plan,
+            None => client.prepare(&slots_query(), &[])?.keep(),
+        };
+        let rows = client.select(&plan, None, &[]);
+        SLOTS_PLAN.with(|p| *p.borrow_mut() = Some(plan));
         let mut out = Vec::new();
-        for row in client.select(&slots_query(), None, &[])? {
+        for row in rows? {
             let lsn = |i: usize| -> SpiResult<Option<u64>> {
                 Ok(row.get::<String>(i)?.and_then(|t| parse_lsn(&t).ok()))
             };

@@ -80,8 +80,14 @@ impl SlotAssessment {
     /// Facts behind the verdict, for the `detail` jsonb column.
     pub fn detail(&self, slot: &SlotObservation, server: &ServerObservation) -> Value {
         let lsn = |l: Option<u64>| l.map(format_lsn);
+        // Summaries and remedies are in their own columns; here each finding's severity.
+        let findings: Vec<Value> = self
+            .findings
+            .iter()
+            .map(|f| json!({"code": f.code, "severity": f.severity}))
+            .collect();
         json!({
-            "findings": self.findings,
+            "findings": findings,
             "current_lsn": lsn(server.current_lsn),
             "restart_lsn": lsn(slot.restart_lsn),
             "confirmed_flush_lsn": lsn(slot.confirmed_flush_lsn),
