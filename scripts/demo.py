@@ -1,4 +1,5 @@
-"""cdc_health on a live cluster: healthy, abandoned and doomed replication slots.
+"""cdc_health on a live cluster: healthy, abandoned and doomed replication slots, and a
+ClickHouse mirror whose writer stops.
 
 Started by scripts/demo.sh. Everything it starts is stopped at the end unless --keep is given.
 """
@@ -10,6 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from chserver import ClickHouse, PeerDB  # noqa: E402
 from pgcluster import Cluster, wait_for  # noqa: E402
 
 SETTINGS = {
@@ -21,7 +23,11 @@ SETTINGS = {
     "cdc_health.retained_wal_warning": "128MB",
     "cdc_health.inactive_warning": "5s",
     "cdc_health.inactive_critical": "1min",
+    "cdc_health.mirror_interval": "1s",
 }
+
+MIRRORS = """SELECT name, status, findings, date_trunc('second', lag) AS lag, row_drift,
+       source_rows, target_rows, summary FROM cdc_health.mirrors()"""
 
 QUERY = """SELECT slot_name, slot_type AS type, active, wal_status, status, findings,
        pg_size_pretty(retained_wal_bytes) AS retained, pg_size_pretty(safe_wal_size) AS safe,
@@ -31,17 +37,25 @@ QUERY = """SELECT slot_name, slot_type AS type, active, wal_status, status, find
 FROM cdc_health()"""
 
 
+def notes(listener):
+    time.sleep(2.5)  # two worker passes
+    listener.drain(0.1)
+    for note in listener.received:
+        print(f"  NOTIFY cdc_health: {note['event']} {note['severity']} {note['finding']} "
+              f"on {note['subject']} (alert {note['alert_id']})")
+    listener.received.clear()
+
+
+def psql(pg, query):
+    subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c", query],
+                   check=True)
+
+
 def show(pg, title, listener=None):
     if listener:
-        time.sleep(2.5)  # two worker passes
-        listener.drain(0.1)
-        for note in listener.received:
-            print(f"  NOTIFY cdc_health: {note['event']} {note['severity']} {note['finding']} "
-                  f"on {note['subject']} (alert {note['alert_id']})")
-        listener.received.clear()
+        notes(listener)
     print(f"\n--- {title}\n")
-    subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c", QUERY],
-                   check=True)
+    psql(pg, QUERY)
     for row in pg.health():
         if row["status"] != "ok":
             print(f"  {row['slot_name']} [{row['status']}]: {row['summary']}")
@@ -55,6 +69,37 @@ def step_wal(pg, segments, checkpoint):
         time.sleep(1.0)
 
 
+def mirror_demo(pg, listener):
+    """A PeerDB-shaped mirror of orders in a real ClickHouse server; then its writer stops."""
+    ch = ClickHouse(name="demo-ch").start()
+    pg.sql("ALTER TABLE orders ADD COLUMN started_at timestamptz NOT NULL DEFAULT now()")
+    writer = PeerDB(pg, ch, "orders", "default.orders").create()
+    writer.sync()
+    pg.sql(f"CREATE SERVER clickhouse FOREIGN DATA WRAPPER cdc_health_clickhouse "
+           f"OPTIONS (url '{ch.url}', timeout '5s')")
+    pg.sql(f"CREATE USER MAPPING FOR PUBLIC SERVER clickhouse "
+           f"OPTIONS (user '{ch.user}', password '{ch.password}')")
+    pg.sql("CREATE FOREIGN TABLE mirror_orders (id bigint, started_at timestamptz) "
+           "SERVER clickhouse OPTIONS (query 'SELECT id, started_at FROM default.orders FINAL "
+           "WHERE _peerdb_is_deleted = 0')")
+    pg.sql("SELECT cdc_health.add_mirror('orders', 'orders', 'started_at', 'mirror_orders', "
+           "'started_at', max_lag => '3s', slot_name => 'peerdb_healthy')")
+    wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors()") == "ok",
+             what="the mirror check")
+    print(f"\n--- 7. orders mirrored into ClickHouse {ch.query('SELECT version()').strip()} "
+          "(PeerDB-shaped ReplacingMergeTree), checked through the cdc_health_clickhouse "
+          "wrapper\n")
+    psql(pg, MIRRORS)
+    for _ in range(6):
+        pg.sql("INSERT INTO orders (note) VALUES ('late order')")
+        time.sleep(1)
+    notes(listener)
+    print("\n--- 8. the mirror's writer stopped while orders kept coming: the slot is fine, "
+          "the mirror is not\n")
+    psql(pg, MIRRORS)
+    return ch
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
@@ -63,6 +108,7 @@ def main():
     args = parser.parse_args()
 
     pg = Cluster(args.pg_config, name="demo", settings=SETTINGS).init().start()
+    ch = None
     try:
         print(f"PostgreSQL {pg.version} on port {pg.port}, cdc_health preloaded (worker every "
               "1s); max_slot_wal_keep_size = 160MB, max_wal_size = 64MB")
@@ -107,21 +153,24 @@ def main():
         show(pg, "6. CHECKPOINT: debezium_down is lost for good; peerdb_healthy never noticed",
              listener)
 
+        ch = mirror_demo(pg, listener)
+
         print("\n--- cdc_health.alerts\n")
-        subprocess.run([pg.bin("psql"), "-X", "-P", "pager=off", "-d", pg.dsn(), "-c",
-                        "SELECT id, subject, finding, severity, raised_at::time(0), "
-                        "resolved_at::time(0), notifications FROM cdc_health.alerts ORDER BY id"],
-                       check=True)
+        psql(pg, "SELECT id, subject, finding, severity, raised_at::time(0), "
+                 "resolved_at::time(0), notifications FROM cdc_health.alerts ORDER BY id")
         listener.close()
 
         if args.keep:
             pg.children = []  # leave the healthy consumer running with the cluster
             print(f"\nKept running. Explore with:\n  psql '{pg.dsn()}'\n"
                   f"Stop it with:\n  runuser -u postgres -- {pg.bin('pg_ctl')} -D {pg.datadir} "
-                  f"-m immediate stop && rm -rf {pg.base}")
+                  f"-m immediate stop && rm -rf {pg.base}\n"
+                  f"  kill {ch.proc.pid} && rm -rf {ch.dir}   # ClickHouse")
     finally:
         if not args.keep:
             pg.close()
+            if ch:
+                ch.destroy()
             print("\nDemo cluster and consumers stopped (run with --keep to explore).")
 
 

@@ -20,6 +20,8 @@ use pgrx::spi::SpiResult;
 use pgrx::PgRelation;
 use serde_json::json;
 
+use cdc_health_rules::units::pretty_bytes;
+
 use crate::clickhouse;
 use crate::sampling::read_one;
 
@@ -474,13 +476,14 @@ mod cdc_health {
             .to_string()
     }
 
-    /// Compares a mirror with its source: row count, min and max of `key_column` and an
-    /// order-independent checksum of it, computed the same way on both sides.
+    /// Compares a mirror with its source: row count, min and max of `key_column` (by default
+    /// the source's primary key) and an order-independent checksum of it, computed the same
+    /// way on both sides.
     #[pg_extern]
     #[allow(clippy::type_complexity)]
     fn verify_mirror(
         name: &str,
-        key_column: &str,
+        key_column: default!(Option<&str>, "NULL"),
         raise_on_mismatch: default!(bool, "false"),
     ) -> TableIterator<
         'static,
@@ -502,24 +505,43 @@ mod cdc_health {
         let Some(source) = c.source else {
             error!("cdc_health: \"{name}\" is a freshness check; it has no source to compare");
         };
-        let s = super::verify::side(source, key_column);
-        let t = super::verify::side(c.target, key_column);
+        let key = match key_column {
+            Some(k) => k.to_string(),
+            None => super::verify::primary_key(source),
+        };
+        let s = super::verify::side(source, &key);
+        let t = super::verify::side(c.target, &key);
         let ok = s == t;
-        let lag = read_one::<Interval>(
-            "SELECT lag FROM cdc_health.mirror_checks WHERE name = $1",
-            &[name.into()],
-        )
+        let lag = as_extension_owner(|| {
+            read_one::<Interval>(
+                "SELECT lag FROM cdc_health.mirror_checks WHERE name = $1",
+                &[name.into()],
+            )
+        })
         .ok()
         .flatten();
+        let behind = c.slot_name.as_deref().and_then(|slot| {
+            read_one::<i64>(
+                "SELECT pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery()
+                     THEN pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn()
+                     END, confirmed_flush_lsn)::bigint
+                 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                &[slot.into()],
+            )
+            .ok()
+            .flatten()
+            .map(|b| format!("; slot {slot} has {} not yet confirmed", pretty_bytes(b)))
+        });
         let detail = if ok {
             format!("source and target agree on {} rows", s.rows.unwrap_or(0))
         } else {
             format!(
                 "mismatch: {} rows at the source, {} at the target; if the table is being \
-                 written, compare again when it is idle (last measured lag: {})",
+                 written, compare again when it is idle (last measured lag: {}{})",
                 s.rows.unwrap_or(0),
                 t.rows.unwrap_or(0),
-                lag.map_or("unknown".to_string(), |l| l.to_string())
+                lag.map_or("unknown".to_string(), |l| l.to_string()),
+                behind.unwrap_or_default()
             )
         };
         if !ok && raise_on_mismatch {
@@ -538,6 +560,24 @@ mod cdc_health {
 
 mod verify {
     use super::*;
+
+    /// The source's single-column primary key, the default key to verify by.
+    pub fn primary_key(rel: pg_sys::Oid) -> String {
+        read_one::<String>(
+            "SELECT a.attname::text FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
+            &[rel.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            error!(
+                "cdc_health: {} has no single-column primary key; pass key_column",
+                relation_text(rel)
+            )
+        })
+    }
 
     /// One side's fingerprint of a key column.
     #[derive(Debug, PartialEq)]

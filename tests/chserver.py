@@ -134,3 +134,38 @@ class ClickHouse:
 
     def __exit__(self, *exc):
         self.destroy()
+
+
+class PeerDB:
+    """Writes a PostgreSQL table into a ClickHouse mirror the way PeerDB does: a
+    ReplacingMergeTree with `_peerdb_synced_at`, `_peerdb_is_deleted` and `_peerdb_version`.
+    The source needs columns id (bigint), started_at (timestamptz) and note (text)."""
+
+    def __init__(self, pg, ch, source, target, version=0):
+        self.pg, self.ch, self.source, self.target, self.version = pg, ch, source, target, version
+
+    def create(self):
+        self.ch.query(f"DROP TABLE IF EXISTS {self.target}")
+        self.ch.query(f"""CREATE TABLE {self.target} (
+            id Int64, started_at DateTime, note String,
+            _peerdb_synced_at DateTime, _peerdb_is_deleted UInt8, _peerdb_version Int64
+        ) ENGINE = ReplacingMergeTree(_peerdb_version) ORDER BY id""")
+        return self
+
+    def sync(self):
+        """Copies the source rows the mirror does not have yet."""
+        have = self.ch.query(f"SELECT max(id) FROM {self.target} FINAL").strip() or "0"
+        rows = self.pg.sql(f"SELECT id, extract(epoch FROM started_at)::bigint, note "
+                           f"FROM {self.source} WHERE id > %s ORDER BY id", (int(have),))
+        if rows:
+            self.version += 1
+            values = ", ".join(f"({i}, toDateTime({t}), '{n}', now(), 0, {self.version})"
+                               for i, t, n in rows)
+            self.ch.query(f"INSERT INTO {self.target} VALUES {values}")
+        return len(rows)
+
+    def delete(self, ids):
+        """Deletes rows in the mirror only, as PeerDB marks deletions."""
+        self.version += 1
+        values = ", ".join(f"({i}, now(), 'gone', now(), 1, {self.version})" for i in ids)
+        self.ch.query(f"INSERT INTO {self.target} VALUES {values}")

@@ -211,12 +211,13 @@ def test_creation_on_a_standby_is_detected_and_the_primary_is_named_for_the_nudg
     wait_for(lambda: replica.one("SELECT count(*) FROM pg_stat_activity") > 0, what="replica")
     thread, done = create_in_background(replica, "on_standby")
     rows = wait_for(lambda: creations(replica), what="creation waiting on the standby")
-    blocker.commit()
     note = replica.one("SELECT note FROM cdc_health.slot_creations()")
     assert note and "pg_log_standby_snapshot()" in note and "primary" in note, note
     assert rows[0]["snapshots_logged"] == 0, "nothing can be logged on a standby"
+    # While the blocker is open the creation cannot finish, whatever the primary logs.
     wait_for(lambda: "standby snapshots can only be logged on the primary" in replica.log_tail(200),
              what="the worker's log line")
+    blocker.commit()
     # The remedy it names works: a snapshot logged on the primary lets creation finish.
     pg.sql("SELECT pg_log_standby_snapshot()")
     thread.join(30)

@@ -7,7 +7,7 @@ import time
 import psycopg2
 import pytest
 
-from chserver import ClickHouse
+from chserver import ClickHouse, PeerDB
 from pgcluster import wait_for
 
 MIRROR_WORKER = {
@@ -18,12 +18,6 @@ MIRROR_WORKER = {
     "cdc_health.alert_holddown": "0",
 }
 
-PEERDB_TABLE = """
-CREATE TABLE default.activity (
-    id Int64, started_at DateTime, note String,
-    _peerdb_synced_at DateTime, _peerdb_is_deleted UInt8, _peerdb_version Int64
-) ENGINE = ReplacingMergeTree(_peerdb_version) ORDER BY id
-"""
 PEERDB_QUERY = ("SELECT id, started_at, note FROM default.activity FINAL "
                 "WHERE _peerdb_is_deleted = 0")
 
@@ -184,32 +178,7 @@ def test_a_frozen_server_times_out_and_the_worker_keeps_watching_slots(make_clus
 
 # -- PeerDB-shaped mirror ----------------------------------------------------------------------
 
-class PeerDB:
-    """Copies new source rows into the ClickHouse mirror the way PeerDB writes them."""
-
-    def __init__(self, pg, ch):
-        self.pg, self.ch, self.version = pg, ch, 0
-
-    def sync(self):
-        rows = self.pg.sql("SELECT id, extract(epoch FROM started_at)::bigint, note "
-                           "FROM fitness.activity ORDER BY id")
-        have = self.ch.query("SELECT id FROM default.activity FINAL").split()
-        new = [r for r in rows if str(r[0]) not in have]
-        if new:
-            self.version += 1
-            values = ", ".join(f"({i}, toDateTime({t}), '{n}', now(), 0, {self.version})"
-                               for i, t, n in new)
-            self.ch.query(f"INSERT INTO default.activity VALUES {values}")
-
-    def delete(self, ids):
-        self.version += 1
-        values = ", ".join(f"({i}, now(), 'gone', now(), 1, {self.version})" for i in ids)
-        self.ch.query(f"INSERT INTO default.activity VALUES {values}")
-
-
 def peerdb_setup(pg, ch, max_lag="3s"):
-    ch.query("DROP TABLE IF EXISTS default.activity")
-    ch.query(PEERDB_TABLE)
     pg.sql("CREATE SCHEMA fitness")
     pg.sql("CREATE TABLE fitness.activity (id bigint PRIMARY KEY, started_at timestamptz NOT "
            "NULL DEFAULT now(), note text)")
@@ -217,7 +186,7 @@ def peerdb_setup(pg, ch, max_lag="3s"):
     clickhouse_server(pg, ch)
     pg.sql(f"""CREATE FOREIGN TABLE mirror_activity (id bigint, started_at timestamptz,
                note text) SERVER ch OPTIONS (query '{PEERDB_QUERY}')""")
-    peerdb = PeerDB(pg, ch)
+    peerdb = PeerDB(pg, ch, "fitness.activity", "default.activity").create()
     peerdb.sync()
     pg.sql(f"""SELECT cdc_health.add_mirror('activity', 'fitness.activity', 'started_at',
                'mirror_activity', 'started_at', max_lag => '{max_lag}', max_row_drift => NULL)""")
@@ -257,9 +226,9 @@ def test_rows_missing_in_the_mirror_and_verification(make_cluster, ch):
     pg.sql("UPDATE cdc_health.mirror_checks SET max_row_drift = 0")
     assert pg.one("SELECT cdc_health.check_mirror('activity')") == "ok"
     ok = pg.sql("SELECT ok, source_rows, target_rows, source_checksum = target_checksum, "
-                "source_min, target_max FROM cdc_health.verify_mirror('activity', 'id')")[0]
+                "source_min, target_max FROM cdc_health.verify_mirror('activity')")[0]
     assert ok == (True, 50, 50, True, "1", "50")
-    PeerDB(pg, ch).delete([7, 8, 9])
+    PeerDB(pg, ch, "fitness.activity", "default.activity", version=100).delete([7, 8, 9])
     assert pg.one("SELECT cdc_health.check_mirror('activity')") == "warning"
     assert pg.sql("SELECT findings, row_drift FROM cdc_health.mirrors()") == \
         [(["mirror_rows_mismatch"], 3)]
