@@ -1,5 +1,6 @@
 //! Writes `cdc_health.slot_history`, keeps it within its retention, and beats the heartbeat.
 
+use cdc_health_rules::history_pacing::{HistoryMark, Pacing};
 use cdc_health_rules::lsn::format_lsn;
 use cdc_health_rules::ServerObservation;
 use pgrx::datum::DatumWithOid;
@@ -14,12 +15,26 @@ const PRUNE_BATCH: i64 = 1000;
 
 /// Writes a history row for every slot that is due one, then prunes old rows.
 pub fn record(server: &ServerObservation, views: &[SlotView], now: f64) -> SpiResult<()> {
-    let interval = f64::from(settings::HISTORY_INTERVAL_S.get());
-    let keys: Vec<_> = views
+    let pacing = Pacing {
+        interval_secs: f64::from(settings::HISTORY_INTERVAL_S.get()),
+        idle_interval_secs: f64::from(settings::HISTORY_IDLE_INTERVAL_S.get()),
+    };
+    let marks: Vec<_> = views
         .iter()
-        .map(|v| (v.slot.slot_name.as_str(), v.slot.wal_status, v.slot.active))
+        .map(|v| {
+            let mark = HistoryMark {
+                at: now,
+                wal_status: v.slot.wal_status,
+                active: v.slot.active,
+                status: v.verdict.status,
+                restart_lsn: v.slot.restart_lsn,
+                confirmed_flush_lsn: v.slot.confirmed_flush_lsn,
+                retained_bytes: v.verdict.retained_wal_bytes,
+            };
+            (v.slot.slot_name.as_str(), mark)
+        })
         .collect();
-    let due = shmem::history_due(&keys, now, interval);
+    let due = shmem::history_due(&marks, &pacing);
     if due.is_empty() {
         return Ok(());
     }

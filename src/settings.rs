@@ -27,6 +27,7 @@ pub static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
 pub static HISTORY_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static HISTORY_IDLE_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(14 * 86_400);
 pub static ALERT_REMINDER_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static ALERT_HOLDDOWN_S: GucSetting<i32> = GucSetting::<i32>::new(300);
@@ -145,11 +146,20 @@ fn register_worker() {
     );
     sighup_int(
         c"cdc_health.history_interval",
-        c"How often a row per slot is written to cdc_health.slot_history (changes are always written).",
+        c"Least time between two cdc_health.slot_history rows of a slot whose WAL figures move (state changes are written at once).",
         c"",
         &HISTORY_INTERVAL_S,
         1,
         86_400,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.history_idle_interval",
+        c"Longest time without a cdc_health.slot_history row for a slot whose figures do not move.",
+        c"",
+        &HISTORY_IDLE_INTERVAL_S,
+        1,
+        7 * 86_400,
         GucFlags::UNIT_S,
     );
     sighup_int(

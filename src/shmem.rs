@@ -9,7 +9,7 @@ use std::mem::{align_of, size_of};
 use std::ptr::{addr_of_mut, null_mut};
 
 use cdc_health_rules::history::SlotTrack;
-use cdc_health_rules::WalStatus;
+use cdc_health_rules::history_pacing::{row_due, HistoryMark, Pacing};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
@@ -39,9 +39,8 @@ pub struct WorkerStatus {
 pub struct Entry {
     pub in_use: bool,
     pub track: SlotTrack,
-    pub history_at: f64,
-    pub history_wal_status: Option<WalStatus>,
-    pub history_active: bool,
+    /// What this slot's last history row said.
+    pub history: Option<HistoryMark>,
 }
 
 /// Standby snapshots logged for one waiting slot creation.
@@ -61,9 +60,7 @@ impl Entry {
         Entry {
             in_use,
             track,
-            history_at: 0.0,
-            history_wal_status: None,
-            history_active: false,
+            history: None,
         }
     }
 }
@@ -239,15 +236,11 @@ pub fn forget_missing(entries: &mut [Entry], present: &[&str]) {
     }
 }
 
-/// Marks which slots are due a history row now (the interval passed, or `wal_status` or
-/// `active` changed) and returns their names. Slots without an entry fall back to the
-/// worker-wide timer. Without shared memory every slot is due.
-pub fn history_due(
-    slots: &[(&str, Option<WalStatus>, bool)],
-    now: f64,
-    interval: f64,
-) -> Vec<String> {
-    let all = || slots.iter().map(|s| s.0.to_string()).collect();
+/// Marks which slots are due a history row now (see `history_pacing::row_due`) and returns
+/// their names. Slots without an entry fall back to a worker-wide timer at `interval_secs`.
+/// Without shared memory every slot is due.
+pub fn history_due(marks: &[(&str, HistoryMark)], pacing: &Pacing) -> Vec<String> {
+    let all = || marks.iter().map(|m| m.0.to_string()).collect();
     let Some(_lock) = Locked::acquire(true) else {
         return all();
     };
@@ -258,21 +251,18 @@ pub fn history_due(
             std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity),
         )
     };
-    let fallback_due = now - header.worker.untracked_history_at >= interval;
+    let now = marks.first().map_or(0.0, |m| m.1.at);
+    let fallback_due = now - header.worker.untracked_history_at >= pacing.interval_secs;
     if fallback_due {
         header.worker.untracked_history_at = now;
     }
     let mut due = Vec::new();
-    for &(name, wal_status, active) in slots {
+    for (name, mark) in marks {
         let is_due = match position_of(entries, name).map(|i| &mut entries[i]) {
             Some(e) => {
-                let due = now - e.history_at >= interval
-                    || e.history_wal_status != wal_status
-                    || e.history_active != active;
+                let due = row_due(e.history.as_ref(), mark, pacing);
                 if due {
-                    e.history_at = now;
-                    e.history_wal_status = wal_status;
-                    e.history_active = active;
+                    e.history = Some(*mark);
                 }
                 due
             }

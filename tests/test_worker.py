@@ -158,8 +158,11 @@ def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
     pg = make_cluster({**WORKER, "cdc_health.history_interval": "1s"})
     wait_for(lambda: worker(pg)["extension_present"], what="worker")
     pg.sql("SELECT pg_create_physical_replication_slot('kept', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('kept')") >= 1,
+             what="a first history row")
+    pg.grow_wal(1)  # 16 MB more retained: news, worth a row
     wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('kept')") >= 2,
-             what="history rows")
+             what="a row for the growth")
     before = pg.one("SELECT count(*) FROM cdc_health.slot_history")
     pg.restart()
     # A fast shutdown sends the worker SIGTERM; it leaves its loop and says so.
@@ -235,6 +238,22 @@ def test_idle_server_raises_nothing_and_writes_little_wal(pg):
     assert passes >= 20
     assert worker(pg)["failed_passes"] == 0
     assert open_alerts(pg, "slot:steady_logical") == []
+
+
+def test_history_skips_rows_that_say_nothing_new(make_cluster):
+    pg = make_cluster({**WORKER, "cdc_health.history_interval": "1s",
+                       "cdc_health.history_idle_interval": "6s",
+                       "cdc_health.inactive_warning": "1h"})  # its status stays the same
+    wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    pg.sql("SELECT pg_create_physical_replication_slot('quiet', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('quiet')") == 1,
+             what="a first history row")
+    passes_after(pg, 3)
+    # Nothing moved: no row per interval (the monitor's own few kB of WAL are not news)...
+    assert pg.one("SELECT count(*) FROM cdc_health.history('quiet')") == 1
+    # ...but one per idle interval, so a quiet slot still shows in the history.
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('quiet')") == 2,
+             timeout=15, what="the idle-interval row")
 
 
 def test_heartbeat_off_by_default_then_beats(pg):

@@ -9,6 +9,7 @@ pub mod assessment;
 pub mod clickhouse;
 pub mod finding;
 pub mod history;
+pub mod history_pacing;
 pub mod lsn;
 pub mod mirrors;
 pub mod observation;
