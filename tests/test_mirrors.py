@@ -326,3 +326,47 @@ def test_checks_run_with_their_owners_rights_only(make_cluster):
     pg.sql("SELECT cdc_health.add_freshness_check('admins', 'secret', 'at', '1 hour')")
     assert "only the owner" in error_of(pg, "SELECT cdc_health.remove_mirror('admins')",
                                         user="alice")
+
+
+def test_https_is_spoken_and_an_untrusted_certificate_refused(make_cluster, tmp_path):
+    """ClickHouse Cloud listens on HTTPS: the wrapper speaks TLS and checks the certificate
+    against the public roots, so a self-signed one is refused with a clear error."""
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    "/CN=127.0.0.1", "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    handshakes = []
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with context.wrap_socket(conn, server_side=True):
+                handshakes.append("done")
+        except (ssl.SSLError, OSError) as e:
+            handshakes.append(str(e))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    pg = make_cluster()
+    pg.sql(f"CREATE SERVER tls FOREIGN DATA WRAPPER cdc_health_clickhouse "
+           f"OPTIONS (url 'https://127.0.0.1:{port}', timeout '5s')")
+    pg.sql("CREATE USER MAPPING FOR PUBLIC SERVER tls OPTIONS (user 'u', password 'tls-secret')")
+    pg.sql("CREATE FOREIGN TABLE t (n int) SERVER tls OPTIONS (query 'SELECT 1 AS n')")
+    err = error_of(pg, "SELECT * FROM t")
+    thread.join(10)
+    listener.close()
+    assert f"could not query ClickHouse at https://127.0.0.1:{port}" in err
+    assert "certificate" in err.lower() or "issuer" in err.lower(), err
+    assert "tls-secret" not in err
+    assert handshakes, "the server saw a TLS handshake"
