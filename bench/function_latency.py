@@ -62,6 +62,17 @@ def run(pg_config, counts, repeat, preload):
     return results
 
 
+def measure(pg_config, counts, repeat):
+    """Median and p95 (seconds) of both queries per slot count, worker running and not."""
+    out = []
+    for preload in (True, False):
+        for n, plain, ours in run(pg_config, counts, repeat, preload):
+            out.append({"worker": preload, "slots": n, "repeat": repeat,
+                        "plain": {"median": plain[0], "p95": plain[1]},
+                        "cdc": {"median": ours[0], "p95": ours[1]}})
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")

@@ -50,6 +50,14 @@ def run(pg_config, settings, trials, extension):
         pg.close()
 
 
+def measure(pg_config, trials):
+    """Blocker end to slot created (seconds), with cdc_health's worker and without."""
+    out = {}
+    for label, settings, ext in [("with", WITH, True), ("without", {}, False)]:
+        out[label] = run(pg_config, settings, trials, ext)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")

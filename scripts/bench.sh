@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md from scratch: installs what is missing, builds and installs the
+# release build of cdc_health into PostgreSQL 15 and 17, then runs every benchmark on real
+# throwaway clusters (about 25 minutes on 2 cores). `--quick` is a smoke run of a few minutes
+# whose figures are not representative; other arguments go to bench/run.py.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+bash scripts/setup.sh
+cargo pgrx install --release --pg-config "$PG15_CONFIG" >/dev/null
+cargo pgrx install --release --pg-config "$PG17_HOME/bin/pg_config" >/dev/null
+exec /usr/bin/python3 bench/run.py "$@"
