@@ -225,11 +225,14 @@ fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
     }
 }
 
-/// The worker's own statements give up rather than wait behind a lock or run away.
+/// The worker's own statements give up rather than wait behind a lock or run away, and what
+/// it commits (an alert it is about to announce) survives a crash even where the server runs
+/// with `synchronous_commit = off`.
 fn limit_own_statements() {
     for (name, value) in [
         (c"lock_timeout", c"5s"),
         (c"statement_timeout", c"60s"),
+        (c"synchronous_commit", c"on"),
         (c"application_name", c"cdc_health worker"),
     ] {
         unsafe {
