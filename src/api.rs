@@ -3,8 +3,8 @@
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
+use crate::jsonb::Jsonb;
 use crate::{monitor, shmem};
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
@@ -37,7 +37,7 @@ fn cdc_health() -> TableIterator<
         name!(growth_bytes_per_sec, Option<f64>),
         name!(eta_to_lost, Option<Interval>),
         name!(remediation, Option<String>),
-        name!(detail, JsonB),
+        name!(detail, Jsonb),
     ),
 > {
     let (server, views) =
@@ -83,7 +83,7 @@ fn cdc_health() -> TableIterator<
                     .and_then(|f| f.eta_secs)
                     .map(Interval::from_seconds),
                 view.verdict.remediation,
-                JsonB(detail),
+                Jsonb(detail),
             )
         })
         .collect();

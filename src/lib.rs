@@ -10,6 +10,7 @@ mod api;
 mod clickhouse;
 mod creations;
 mod history;
+mod jsonb;
 mod mirrors;
 mod monitor;
 mod sampling;

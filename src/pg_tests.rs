@@ -104,4 +104,25 @@ mod tests {
         .unwrap();
         assert_eq!(grants, (Some(true), Some(false)));
     }
+
+    /// The in-place jsonb builder gives byte for byte what `jsonb_in` makes of the same text.
+    #[pg_test]
+    fn built_jsonb_is_what_jsonb_in_makes() {
+        let value = serde_json::json!({
+            "findings": [{"code": "lost", "severity": "critical"}, {"code": "inactive"}],
+            "a": null, "bb": true, "c": false, "zz": -42, "big": u64::MAX, "ratio": 0.125,
+            "text": "quote \" backslash \\ tab\t é 漢", "": "empty key",
+            "nested": {"deeper": [[1, 2], [], {}], "x": "y"},
+            "same_len_1": 1, "same_len_0": 0,
+        });
+        let bytes = |datum: pg_sys::Datum| unsafe {
+            let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+            std::slice::from_raw_parts(ptr.cast::<u8>(), pgrx::varlena::varsize_any(ptr)).to_vec()
+        };
+        let built = crate::jsonb::Jsonb(value.clone()).into_datum().unwrap();
+        let parsed = pgrx::JsonB(value.clone()).into_datum().unwrap();
+        assert_eq!(bytes(built), bytes(parsed));
+        let back = unsafe { pgrx::JsonB::from_datum(built, false) }.unwrap();
+        assert_eq!(back.0, value);
+    }
 }
