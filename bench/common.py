@@ -2,6 +2,7 @@
 
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -23,6 +24,17 @@ def log(msg):
 
 def wait_until(predicate, timeout=30.0, interval=0.1, what="condition"):
     return wait_for(predicate, timeout=timeout, interval=interval, what=what)
+
+
+def stop_process(proc, grace):
+    """SIGTERM, `grace` seconds to exit, then SIGKILL; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def percentile(values, p):

@@ -221,6 +221,30 @@ def wait_active(pg, slots, timeout=60):
                timeout=timeout, what="consumers to connect")
 
 
+class Watchers:
+    """Both monitors of one cluster: the peer (exporter, Prometheus and a poller of its
+    alerts) and cdc_health's NOTIFYs. On a failure half-way, what started is stopped."""
+
+    def __init__(self, pg):
+        self.exporter = self.prom = self.poller = self.notes = None
+        try:
+            self.exporter = Exporter(pg)
+            self.prom = Prometheus([self.exporter.target], stall_bytes=STALL_MIN_WAL,
+                                   stall_for=f"{STALL_AFTER:.0f}s")
+            self.poller = AlertPoller(self.prom)
+            self.poller.start()
+            self.notes = NotifyRecorder(pg)
+            self.notes.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        for thing in (self.notes, self.poller, self.prom, self.exporter):
+            if thing is not None:
+                thing.stop()
+
+
 def wait_quiet(pg, prom, poller, slots, interval_s):
     """Until neither cdc_health nor the peer has an open alert on `slots` (setup leaves some:
     a slot is inactive between its creation and its consumer's connection) and the peer has
@@ -247,7 +271,7 @@ def wait_quiet(pg, prom, poller, slots, interval_s):
 def consumer_phase(pg_config, interval, trials, spread):
     """killed and stuck faults, `trials` of each, on one cluster."""
     pg = cluster(pg_config, interval, {})
-    exporter = prom = poller = notes = wal = watcher = None
+    watchers = wal = watcher = None
     try:
         pg.sql("CREATE DATABASE filler")
         pg.sql("CREATE TABLE tick (x int)")
@@ -262,18 +286,13 @@ def consumer_phase(pg_config, interval, trials, spread):
         for s in stuck + controls[2:]:
             procs[s] = ack_consumer(pg, s)
         wait_active(pg, killed + stuck + controls)
-        exporter = Exporter(pg)
-        prom = Prometheus([exporter.target], stall_bytes=STALL_MIN_WAL,
-                          stall_for=f"{STALL_AFTER:.0f}s")
-        poller = AlertPoller(prom)
-        poller.start()
-        notes = NotifyRecorder(pg)
-        notes.start()
+        watchers = Watchers(pg)
         wal = WalWriter(pg)
         wal.start()
         watcher = ConfirmWatcher(pg, stuck)
         watcher.start()
-        wait_quiet(pg, prom, poller, killed + stuck + controls, seconds(interval))
+        wait_quiet(pg, watchers.prom, watchers.poller, killed + stuck + controls,
+                   seconds(interval))
         # Faults at random instants over `spread` seconds, kinds interleaved.
         plan = sorted([(random.uniform(0, spread), "killed", s) for s in killed]
                       + [(random.uniform(0, spread), "stuck", s) for s in stuck])
@@ -296,13 +315,13 @@ def consumer_phase(pg_config, interval, trials, spread):
             if kind == "stuck" and watcher.changed.get(slot, 0) > at:
                 shifts.append(watcher.changed[slot] - at)
                 faults[k] = (kind, slot, watcher.changed[slot])
-        results = collect(faults, notes, poller, seconds(interval))
+        results = collect(faults, watchers.notes, watchers.poller, seconds(interval))
         results["stuck"]["last_ack_after_signal"] = {"count": len(shifts),
                                                      "max": max(shifts, default=0.0)}
-        results["false_alerts"] = false_alerts(notes, poller, controls, t0)
+        results["false_alerts"] = false_alerts(watchers.notes, watchers.poller, controls, t0)
         return results
     finally:
-        for thing in (watcher, wal, notes, poller, prom, exporter):
+        for thing in (watcher, wal, watchers):
             if thing is not None:
                 thing.stop()
         pg.close()
@@ -311,7 +330,7 @@ def consumer_phase(pg_config, interval, trials, spread):
 def lost_phase(pg_config, interval, trials):
     """Slots invalidated by CHECKPOINT, one after another, the others kept reserved."""
     pg = cluster(pg_config, interval, {"max_slot_wal_keep_size": "64MB"})
-    exporter = prom = poller = notes = ticks = None
+    watchers = ticks = None
     try:
         pg.sql("CREATE TABLE tick (x int)")
         victims = [f"lost_{i}" for i in range(trials)]
@@ -320,13 +339,7 @@ def lost_phase(pg_config, interval, trials):
             pg.create_logical_slot(s)
         for s in controls:
             pg.recvlogical(s)
-        exporter = Exporter(pg)
-        prom = Prometheus([exporter.target], stall_bytes=STALL_MIN_WAL,
-                          stall_for=f"{STALL_AFTER:.0f}s")
-        poller = AlertPoller(prom)
-        poller.start()
-        notes = NotifyRecorder(pg)
-        notes.start()
+        watchers = Watchers(pg)
         ticks = WalWriter(pg, bulk=False)
         ticks.start()
         # Both monitors see every victim (healthy but unconsumed) before the first loss.
@@ -356,11 +369,11 @@ def lost_phase(pg_config, interval, trials):
             if advancing:
                 frozen.append(advancing.pop(0))
             time.sleep(random.uniform(0.5, 2.5))
-        results = collect(faults, notes, poller, seconds(interval))
-        results["false_alerts"] = false_alerts(notes, poller, controls, t0)
+        results = collect(faults, watchers.notes, watchers.poller, seconds(interval))
+        results["false_alerts"] = false_alerts(watchers.notes, watchers.poller, controls, t0)
         return results
     finally:
-        for thing in (ticks, notes, poller, prom, exporter):
+        for thing in (ticks, watchers):
             if thing is not None:
                 thing.stop()
         pg.close()

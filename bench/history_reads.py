@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.parse
 
-from common import RUN_DIR, Cluster, PG15_CONFIG, free_port, log, stats, wait_until
+from common import RUN_DIR, Cluster, PG15_CONFIG, free_port, log, stats, stop_process, wait_until
 from peer import PROMETHEUS, get_json
 
 METRIC = "pg_replication_slots_pg_wal_lsn_diff"
@@ -165,13 +165,8 @@ def peer_side(days, slots, repeat):
                 "history_rows_returned": statistics.median(got["h"]),
                 "sparkline_points": statistics.median(got["s"])}
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        if proc is not None:
+            stop_process(proc, 20)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import RUN_DIR, free_port, wait_until
+from common import RUN_DIR, free_port, stop_process, wait_until
 
 EXPORTER = "/usr/bin/prometheus-postgres-exporter"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -77,13 +77,7 @@ class Exporter:
             return r.read().decode()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
         self.log.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -137,13 +131,7 @@ scrape_configs:
         return parse_time(groups[0]["lastEvaluation"]) if groups else None
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 20)
         self.log.close()
         shutil.rmtree(self.base, ignore_errors=True)
 
