@@ -99,6 +99,7 @@ mod cdc_health {
     use pgrx::prelude::*;
 
     use super::timestamptz;
+    use crate::jsonb::Jsonb;
     use crate::{monitor, settings, shmem};
 
     /// Runs one monitoring pass now (waiting for a running one) and returns the alert events it
@@ -199,7 +200,7 @@ mod cdc_health {
             name!(waiting_since, Option<TimestampWithTimeZone>),
             name!(waiting_for, Interval),
             name!(blocking_pids, Vec<i32>),
-            name!(blockers, pgrx::JsonB),
+            name!(blockers, Jsonb),
             name!(snapshots_logged, i32),
             name!(last_snapshot_lsn, Option<String>),
             name!(note, Option<String>),
@@ -232,7 +233,7 @@ mod cdc_health {
                     timestamptz(now - c.waiting_secs),
                     Interval::from_seconds(c.waiting_secs),
                     blocking,
-                    pgrx::JsonB(serde_json::to_value(&c.blockers).unwrap_or_default()),
+                    Jsonb(serde_json::to_value(&c.blockers).unwrap_or_default()),
                     i32::try_from(snapshots).unwrap_or(i32::MAX),
                     lsn.map(cdc_health_rules::lsn::format_lsn),
                     note.map(String::from),

@@ -34,8 +34,8 @@ impl IntoDatum for Jsonb {
             return pgrx::JsonB(self.0).into_datum();
         };
         let mut state: *mut pg_sys::JsonbParseState = std::ptr::null_mut();
-        // SAFETY: the builder copies every scalar it is given before `JsonbValueToJsonb`
-        // returns, and `self.0` (which the string pointers point into) outlives that call.
+        // SAFETY: the builder keeps pointers into `self.0`'s strings; `JsonbValueToJsonb`
+        // copies them into the result, and `self.0` lives until after that call.
         unsafe {
             let root = push(&mut state, &self.0);
             Some(pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(root)))
@@ -109,7 +109,6 @@ fn numeric(n: &serde_json::Number) -> pg_sys::Numeric {
 unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut pg_sys::JsonbValue {
     use pg_sys::JsonbIteratorToken::*;
     let null = std::ptr::null_mut();
-    let mut last = null;
     match value {
         Value::Object(map) => {
             pg_sys::pushJsonbValue(state, WJB_BEGIN_OBJECT, null);
@@ -121,18 +120,17 @@ unsafe fn push(state: &mut *mut pg_sys::JsonbParseState, value: &Value) -> *mut 
                 pg_sys::pushJsonbValue(state, WJB_KEY, &mut k);
                 push_item(state, item, WJB_VALUE);
             }
-            last = pg_sys::pushJsonbValue(state, WJB_END_OBJECT, null);
+            pg_sys::pushJsonbValue(state, WJB_END_OBJECT, null)
         }
         Value::Array(items) => {
             pg_sys::pushJsonbValue(state, WJB_BEGIN_ARRAY, null);
             for item in items {
                 push_item(state, item, WJB_ELEM);
             }
-            last = pg_sys::pushJsonbValue(state, WJB_END_ARRAY, null);
+            pg_sys::pushJsonbValue(state, WJB_END_ARRAY, null)
         }
-        _ => {}
+        _ => unreachable!("scalars are pushed by push_item"),
     }
-    last
 }
 
 /// An object's value or an array's element: nested containers open their own level.
