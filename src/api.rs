@@ -162,6 +162,12 @@ mod cdc_health {
             None => {
                 Some("cdc_health is not in shared_preload_libraries: no background worker".into())
             }
+            Some(w) if w.pid != 0 && w.awaiting_update => Some(format!(
+                "the worker waits for ALTER EXTENSION cdc_health UPDATE in database \"{}\" \
+                 (the library is version {})",
+                settings::database(),
+                monitor::LIBRARY_VERSION
+            )),
             Some(w) if w.pid != 0 && !w.extension_present => Some(format!(
                 "the worker waits for CREATE EXTENSION cdc_health in database \"{}\"",
                 settings::database()

@@ -263,13 +263,38 @@ pub struct Applied {
     pub summary: String,
 }
 
-/// Is the extension created in this database? The worker idles while it is not.
-pub fn extension_present() -> SpiResult<bool> {
-    Ok(sampling::read_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'cdc_health')",
+/// The extension's objects in this database as the library sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Installed {
+    /// Not created here: the workers idle.
+    Missing,
+    /// Created at the library's own version.
+    Current,
+    /// Created at another version (a new library before `ALTER EXTENSION cdc_health UPDATE`):
+    /// the workers idle rather than run statements against objects they were not built for.
+    OtherVersion(String),
+}
+
+/// The version of the library, which is the version of the SQL objects it expects.
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl Installed {
+    pub fn is_current(&self) -> bool {
+        *self == Installed::Current
+    }
+}
+
+/// Is the extension created in this database, and at which version?
+pub fn installed() -> SpiResult<Installed> {
+    let version = sampling::read_one::<String>(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
         &[],
-    )?
-    .unwrap_or(false))
+    )?;
+    Ok(match version {
+        None => Installed::Missing,
+        Some(v) if v == LIBRARY_VERSION => Installed::Current,
+        Some(v) => Installed::OtherVersion(v),
+    })
 }
 
 /// The standby's can't-nudge message is logged once per worker.

@@ -27,6 +27,9 @@ pub struct WorkerStatus {
     pub failed_passes: u64,
     /// The extension exists in `cdc_health.database` (the worker idles while it does not).
     pub extension_present: bool,
+    /// The extension exists there at another version than the library's (the worker idles
+    /// until `ALTER EXTENSION cdc_health UPDATE`).
+    pub awaiting_update: bool,
     pub in_recovery: bool,
     /// Number of slots whose history did not fit in `cdc_health.max_tracked_slots`.
     pub untracked_slots: u32,

@@ -13,7 +13,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 
-use crate::monitor::{self, now_secs};
+use crate::monitor::{self, now_secs, Installed, LIBRARY_VERSION};
 use crate::{mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
@@ -38,14 +38,6 @@ pub fn register() {
         .load();
 }
 
-/// What the worker last said about the extension, so each state is logged once.
-#[derive(PartialEq, Clone, Copy)]
-enum Presence {
-    Unknown,
-    Present,
-    Missing,
-}
-
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
@@ -60,45 +52,47 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     });
     log!("cdc_health: worker started in database \"{database}\" (pid {pid})");
 
-    let mut presence = Presence::Unknown;
+    // What the worker last said about the extension, so each state is logged once.
+    let mut said: Option<Installed> = None;
     let mut last_failure: Option<(String, f64)> = None;
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let outcome = guarded(|| {
-            let present = monitor::extension_present()?;
-            let applied = if present {
+            let installed = monitor::installed()?;
+            let applied = if installed.is_current() {
                 monitor::pass(false)?.map(|a| a.len())
             } else {
                 None
             };
-            Ok::<_, pgrx::spi::Error>((present, applied))
+            Ok::<_, pgrx::spi::Error>((installed, applied))
         });
         let in_recovery = unsafe { pg_sys::RecoveryInProgress() };
         match outcome {
-            Ok(Ok((present, _))) => {
-                let now = if present {
-                    Presence::Present
-                } else {
-                    Presence::Missing
-                };
-                if now != presence {
-                    match now {
-                        Presence::Missing => log!(
+            Ok(Ok((installed, _))) => {
+                if said.as_ref() != Some(&installed) {
+                    match &installed {
+                        Installed::Missing => log!(
                             "cdc_health: extension not created in database \"{database}\"; \
                              waiting for CREATE EXTENSION cdc_health there"
                         ),
-                        _ => log!("cdc_health: monitoring replication slots"),
+                        Installed::OtherVersion(v) => log!(
+                            "cdc_health: the extension in database \"{database}\" is version {v}, \
+                             the library {LIBRARY_VERSION}; waiting for ALTER EXTENSION cdc_health \
+                             UPDATE there"
+                        ),
+                        Installed::Current => log!("cdc_health: monitoring replication slots"),
                     }
-                    presence = now;
                 }
                 shmem::update_worker(|w| {
                     w.passes += 1;
                     w.last_pass_at = now_secs();
-                    w.extension_present = present;
+                    w.extension_present = installed != Installed::Missing;
+                    w.awaiting_update = matches!(installed, Installed::OtherVersion(_));
                     w.in_recovery = in_recovery;
                 });
+                said = Some(installed);
             }
             Ok(Err(e)) => failed(e.to_string(), &mut last_failure),
             Err(message) => failed(message, &mut last_failure),
@@ -127,7 +121,7 @@ pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
         }
         let interval = settings::mirror_interval_secs();
         let due = guarded(|| {
-            if monitor::extension_present()? {
+            if monitor::installed()?.is_current() {
                 mirrors::due(interval)
             } else {
                 Ok(Vec::new())

@@ -1,5 +1,8 @@
--- The SQL surface of cdc_health, on a server without preloading.
-CREATE EXTENSION cdc_health;
+-- The SQL surface of cdc_health, on a server without preloading (in a fresh database, or in
+-- a copy of an upgraded one).
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS cdc_health;
+RESET client_min_messages;
 
 -- The contract: the columns of cdc_health(), in order.
 SELECT pg_catalog.pg_get_function_result('cdc_health()'::regprocedure);

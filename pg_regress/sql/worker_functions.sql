@@ -32,7 +32,7 @@ SELECT cdc_health.sparkline('regress_aging', width => 0);
 
 -- Once the slot is gone its alert starts clearing; it resolves after a full interval.
 SELECT pg_drop_replication_slot('regress_aging');
-SELECT count(*) AS events FROM cdc_health.check_now();
+SELECT count(*) AS events FROM cdc_health.check_now() WHERE subject = 'slot:regress_aging';
 SELECT finding, resolved_at IS NULL AS still_open, clear_since IS NOT NULL AS clearing
 FROM cdc_health.alerts WHERE finding = 'xmin_horizon_old';
 ALTER SYSTEM RESET cdc_health.xmin_age_warning;

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Released SQL scripts never change: an install script of a released version
+# (cdc_health--<v>.sql) or an upgrade script into one (cdc_health--<a>--<v>.sql) must be
+# byte for byte what the commit that added it holds, and every release in sql/RELEASES must
+# have its install script. Changes to SQL objects go into the upgrade script to the version
+# under development instead.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+current="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+released="$(awk '!/^#/ && NF { print $1 }' sql/RELEASES)"
+status=0
+for v in $released; do
+  [[ "$v" != "$current" ]] || { echo "sql/RELEASES lists $v, the version under development" >&2; status=1; }
+  [[ -f "sql/cdc_health--$v.sql" ]] || { echo "released $v has no sql/cdc_health--$v.sql" >&2; status=1; }
+done
+for f in sql/cdc_health--*.sql; do
+  base="${f#sql/cdc_health--}"; base="${base%.sql}"
+  target="${base##*--}"
+  grep -qx "$target" <<<"$released" || continue
+  added="$(git log --diff-filter=A --format=%H -- "$f" | tail -n 1)"
+  if [[ -z "$added" ]]; then
+    echo "$f belongs to released $target but is not committed" >&2; status=1; continue
+  fi
+  if ! git diff --quiet "$added" -- "$f"; then
+    echo "$f belongs to released $target and was changed after ${added:0:12}; put the change into the upgrade script to $current instead:" >&2
+    git --no-pager diff --stat "$added" -- "$f" >&2
+    status=1
+  fi
+done
+[[ $status -eq 0 ]] && echo "released SQL scripts unchanged ($(echo $released | wc -w) releases)"
+exit $status
