@@ -24,6 +24,8 @@ SETTINGS = {
     "cdc_health.inactive_warning": "5s",
     "cdc_health.inactive_critical": "1min",
     "cdc_health.mirror_interval": "1s",
+    # A short window, so that the demo's minute of growth is enough for a forecast.
+    "cdc_health.forecast_window": "30s",
 }
 
 MIRRORS = """SELECT name, status, findings, date_trunc('second', lag) AS lag, row_drift,
@@ -67,6 +69,24 @@ def step_wal(pg, segments, checkpoint):
     for _ in range(segments):
         pg.grow_wal(1, checkpoint=checkpoint)
         time.sleep(1.0)
+
+
+def forecast_demo(pg, listener):
+    """Orders keep coming at a steady rate while debezium_down is abandoned: its retained WAL
+    grows steadily and the forecast of its loss counts down."""
+    print("\n--- 4b. orders keep coming, about 2 MB of WAL a second: the forecast counts down\n")
+    for i in range(14):
+        pg.sql("INSERT INTO orders (note) SELECT repeat('y', 400) FROM generate_series(1, 4000)")
+        time.sleep(1.0)
+        row = pg.health("debezium_down")
+        eta = row["eta_to_lost"]
+        growth = row["growth_bytes_per_sec"]
+        print(f"  {i + 1:2d}s  retained {row['retained_wal_bytes'] >> 20:4d} MB  "
+              f"safe {(row['safe_wal_size'] or 0) >> 20:4d} MB  "
+              f"growth {'-' if growth is None else f'{growth / (1 << 20):.1f} MB/s':>9}  "
+              f"eta_to_lost {'-' if eta is None else str(eta).split('.')[0]}  "
+              f"{','.join(row['findings'])}")
+    notes(listener)
 
 
 def mirror_demo(pg, listener):
@@ -146,6 +166,7 @@ def main():
 
         # No automatic checkpoint may remove the WAL before we look at it.
         pg.set_config(max_wal_size="1GB")
+        forecast_demo(pg, listener)
         step_wal(pg, 4, checkpoint=False)
         show(pg, "5. past max_slot_wal_keep_size: the next checkpoint will invalidate it", listener)
 

@@ -7,6 +7,7 @@ use cdc_health_rules::alerts::{
     payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,
     ResolvedAlert,
 };
+use cdc_health_rules::disclosure::{public_detail, public_summary, text_is_private};
 use cdc_health_rules::{Finding, FindingCode, Severity};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -38,7 +39,8 @@ impl Scope<'_> {
     /// A condition on `subject` using parameters `$n` and `$n+1`.
     fn condition(&self, n: usize) -> String {
         format!(
-            "(CASE WHEN ${} THEN pg_catalog.starts_with(subject, ${n}) ELSE subject = ${n} END)",
+            "(CASE WHEN ${} THEN pg_catalog.starts_with(subject, ${n}) \
+             ELSE subject OPERATOR(pg_catalog.=) ${n} END)",
             n + 1
         )
     }
@@ -54,9 +56,10 @@ impl Scope<'_> {
 fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAlert>> {
     let rows = client.select(
         &format!(
-            "SELECT id, subject, finding, severity, extract(epoch FROM raised_at)::float8,
-                    extract(epoch FROM last_notified_at)::float8,
-                    extract(epoch FROM clear_since)::float8
+            "SELECT id, subject, finding, severity,
+                    extract(epoch FROM raised_at)::pg_catalog.float8,
+                    extract(epoch FROM last_notified_at)::pg_catalog.float8,
+                    extract(epoch FROM clear_since)::pg_catalog.float8
              FROM cdc_health.alerts WHERE resolved_at IS NULL AND {}",
             scope.condition(1)
         ),
@@ -89,9 +92,10 @@ fn load_recently_resolved(
     let [a, b] = scope.args();
     let rows = client.select(
         &format!(
-            "SELECT id, subject, finding, extract(epoch FROM resolved_at)::float8
+            "SELECT id, subject, finding, extract(epoch FROM resolved_at)::pg_catalog.float8
              FROM cdc_health.alerts
-             WHERE resolved_at >= pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+             WHERE resolved_at OPERATOR(pg_catalog.>=)
+                   (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))
                AND {}",
             scope.condition(2)
         ),
@@ -120,7 +124,8 @@ fn load_recently_resolved(
 /// The transaction's time as ISO 8601 UTC, for payloads.
 fn now_text() -> SpiResult<String> {
     Ok(crate::sampling::read_one::<String>(
-        "SELECT to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()),
+                                   'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
         &[],
     )?
     .unwrap_or_default())
@@ -224,9 +229,10 @@ fn content(
 fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
     let refresh = format!(
         "UPDATE cdc_health.alerts SET resolved_at = NULL, clear_since = NULL, severity = $2,
-             summary = $3, remediation = $4, detail = $5::jsonb, updated_at = now(),
-             last_notified_at = now(), notifications = notifications + 1
-         WHERE id = $1 {RETURNING}"
+             summary = $3, remediation = $4, detail = $5::pg_catalog.jsonb,
+             updated_at = pg_catalog.now(), last_notified_at = pg_catalog.now(),
+             notifications = notifications OPERATOR(pg_catalog.+) 1
+         WHERE id OPERATOR(pg_catalog.=) $1 {RETURNING}"
     );
     let refresh_event = match &action {
         Action::Reopen { .. } => Some(Event::Raised),
@@ -246,7 +252,8 @@ fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
             let sql = format!(
                 "INSERT INTO cdc_health.alerts (subject, finding, severity, summary, remediation,
                      detail, raised_at, updated_at, last_notified_at)
-                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, now(), now(), now()) {RETURNING}"
+                 VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb, pg_catalog.now(),
+                         pg_catalog.now(), pg_catalog.now()) {RETURNING}"
             );
             (Event::Raised, returning(&sql, args)?)
         }
@@ -276,15 +283,16 @@ fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
         }
         Action::Resolve { id, .. } => {
             let sql = format!(
-                "UPDATE cdc_health.alerts SET resolved_at = now(), updated_at = now()
-                 WHERE id = $1 AND resolved_at IS NULL {RETURNING}"
+                "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
+                     updated_at = pg_catalog.now()
+                 WHERE id OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL {RETURNING}"
             );
             (Event::Resolved, returning(&sql, vec![id.into()])?)
         }
         Action::Update { id, finding } => {
             Spi::run_with_args(
                 "UPDATE cdc_health.alerts SET severity = $2, summary = $3, clear_since = NULL,
-                     updated_at = now() WHERE id = $1",
+                     updated_at = pg_catalog.now() WHERE id OPERATOR(pg_catalog.=) $1",
                 &[
                     id.into(),
                     finding.severity.as_str().into(),
@@ -295,7 +303,8 @@ fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
         }
         Action::StartClearing { id, since } => {
             Spi::run_with_args(
-                "UPDATE cdc_health.alerts SET clear_since = pg_catalog.to_timestamp($2) WHERE id = $1",
+                "UPDATE cdc_health.alerts SET clear_since = pg_catalog.to_timestamp($2) \
+                 WHERE id OPERATOR(pg_catalog.=) $1",
                 &[id.into(), since.into()],
             )?;
             return Ok(None);
@@ -305,7 +314,16 @@ fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
 }
 
 /// Sends the event on the notify channel and to the server log; returns what was sent.
+/// The channel is public: the payload carries only what every role may know (see
+/// `cdc_health_rules::disclosure`); the full row stays in `cdc_health.alerts`.
 fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
+    let private = text_is_private(r.finding, event);
+    let summary = if private {
+        public_summary(event, r.finding, r.severity, &r.subject, r.id)
+    } else {
+        r.summary.clone()
+    };
+    let detail = public_detail(&r.detail);
     let text = payload(&PayloadFields {
         alert_id: r.id,
         event,
@@ -313,9 +331,9 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         finding: r.finding,
         severity: r.severity,
         time,
-        summary: &r.summary,
-        remediation: r.remediation.as_deref(),
-        detail: &r.detail,
+        summary: &summary,
+        remediation: r.remediation.as_deref().filter(|_| !private),
+        detail: &detail,
     });
     Spi::run_with_args(
         "SELECT pg_catalog.pg_notify($1, $2)",
@@ -353,7 +371,8 @@ pub fn announce(
     detail: Value,
 ) -> SpiResult<Applied> {
     let id = crate::sampling::read_one::<i64>(
-        "SELECT id FROM cdc_health.alerts WHERE subject = $1 AND finding = $2 AND resolved_at IS NULL",
+        "SELECT id FROM cdc_health.alerts WHERE subject OPERATOR(pg_catalog.=) $1 \
+         AND finding OPERATOR(pg_catalog.=) $2 AND resolved_at IS NULL",
         &[subject.into(), finding.code.as_str().into()],
     )?
     .unwrap_or(0);

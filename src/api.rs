@@ -5,12 +5,68 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 use crate::jsonb::Jsonb;
-use crate::{monitor, shmem};
+use crate::{monitor, settings, shmem};
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
 fn timestamptz(unix_secs: f64) -> Option<TimestampWithTimeZone> {
     let micros = ((unix_secs - 946_684_800.0) * 1e6).round() as i64;
     TimestampWithTimeZone::try_from(micros).ok()
+}
+
+/// `worker_status()`'s values, shared by every version of the function.
+pub struct WorkerRow {
+    pub running: bool,
+    pub pid: Option<i32>,
+    pub started_at: Option<TimestampWithTimeZone>,
+    pub last_pass_at: Option<TimestampWithTimeZone>,
+    pub passes: i64,
+    pub failed_passes: i64,
+    pub skipped_passes: i64,
+    pub extension_present: bool,
+    pub in_recovery: bool,
+    pub tracked_slots: i32,
+    pub untracked_slots: i32,
+    pub note: Option<String>,
+}
+
+impl WorkerRow {
+    pub fn now() -> Self {
+        let status = shmem::worker_status();
+        let w = status.unwrap_or_default();
+        let tracked = shmem::read(|e| e.iter().filter(|e| e.in_use).count()).unwrap_or(0);
+        let seen = |t: f64| (t > 0.0).then(|| timestamptz(t)).flatten();
+        let note = match status {
+            None => {
+                Some("cdc_health is not in shared_preload_libraries: no background worker".into())
+            }
+            Some(w) if w.pid != 0 && w.awaiting_update => Some(format!(
+                "the worker waits for ALTER EXTENSION cdc_health UPDATE in database \"{}\" \
+                 (the library is version {})",
+                settings::database(),
+                monitor::LIBRARY_VERSION
+            )),
+            Some(w) if w.pid != 0 && !w.extension_present => Some(format!(
+                "the worker waits for CREATE EXTENSION cdc_health in database \"{}\"",
+                settings::database()
+            )),
+            Some(_) => None,
+        };
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        WorkerRow {
+            running: w.pid != 0,
+            pid: (w.pid != 0).then_some(w.pid),
+            started_at: seen(w.started_at),
+            last_pass_at: seen(w.last_pass_at),
+            passes: count(w.passes),
+            failed_passes: count(w.failed_passes),
+            skipped_passes: count(w.skipped_passes),
+            extension_present: w.extension_present,
+            in_recovery: w.in_recovery,
+            tracked_slots: i32::try_from(tracked).unwrap_or(i32::MAX),
+            untracked_slots: i32::try_from(w.untracked_slots).unwrap_or(i32::MAX),
+            note,
+        }
+    }
 }
 
 /// One row per replication slot (physical and logical, all databases), worst first.
@@ -117,7 +173,12 @@ mod cdc_health {
         ),
     > {
         if unsafe { pg_sys::RecoveryInProgress() } {
-            error!("cdc_health.check_now() writes alerts and history and cannot run on a standby");
+            crate::errors::raise(
+                PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+                "cdc_health.check_now() writes alerts and history and cannot run on a standby"
+                    .into(),
+                Some("Run it on the primary; the worker keeps assessing slots here."),
+            );
         }
         let applied = monitor::pass(true)
             .unwrap_or_else(|e| error!("cdc_health.check_now(): {e}"))
@@ -136,9 +197,11 @@ mod cdc_health {
 
     /// The background worker as shared memory knows it.
     // pgrx reads the column names from this inline tuple, so it cannot be a type alias.
+    // Rust name with a suffix: 0.1.0's worker_status() names the symbol
+    // `worker_status_wrapper`, which `crate::released` keeps with 0.1.0's columns.
     #[allow(clippy::type_complexity)]
-    #[pg_extern(volatile, parallel_safe)]
-    fn worker_status() -> TableIterator<
+    #[pg_extern(volatile, parallel_safe, name = "worker_status")]
+    fn worker_status_v2() -> TableIterator<
         'static,
         (
             name!(running, bool),
@@ -147,6 +210,7 @@ mod cdc_health {
             name!(last_pass_at, Option<TimestampWithTimeZone>),
             name!(passes, i64),
             name!(failed_passes, i64),
+            name!(skipped_passes, i64),
             name!(extension_present, bool),
             name!(in_recovery, bool),
             name!(tracked_slots, i32),
@@ -154,38 +218,20 @@ mod cdc_health {
             name!(note, Option<String>),
         ),
     > {
-        let status = shmem::worker_status();
-        let w = status.unwrap_or_default();
-        let tracked = shmem::read(|e| e.iter().filter(|e| e.in_use).count()).unwrap_or(0);
-        let seen = |t: f64| (t > 0.0).then(|| timestamptz(t)).flatten();
-        let note = match status {
-            None => {
-                Some("cdc_health is not in shared_preload_libraries: no background worker".into())
-            }
-            Some(w) if w.pid != 0 && w.awaiting_update => Some(format!(
-                "the worker waits for ALTER EXTENSION cdc_health UPDATE in database \"{}\" \
-                 (the library is version {})",
-                settings::database(),
-                monitor::LIBRARY_VERSION
-            )),
-            Some(w) if w.pid != 0 && !w.extension_present => Some(format!(
-                "the worker waits for CREATE EXTENSION cdc_health in database \"{}\"",
-                settings::database()
-            )),
-            Some(_) => None,
-        };
+        let w = super::WorkerRow::now();
         TableIterator::once((
-            w.pid != 0,
-            (w.pid != 0).then_some(w.pid),
-            seen(w.started_at),
-            seen(w.last_pass_at),
-            i64::try_from(w.passes).unwrap_or(i64::MAX),
-            i64::try_from(w.failed_passes).unwrap_or(i64::MAX),
+            w.running,
+            w.pid,
+            w.started_at,
+            w.last_pass_at,
+            w.passes,
+            w.failed_passes,
+            w.skipped_passes,
             w.extension_present,
             w.in_recovery,
-            i32::try_from(tracked).unwrap_or(i32::MAX),
-            i32::try_from(w.untracked_slots).unwrap_or(i32::MAX),
-            note,
+            w.tracked_slots,
+            w.untracked_slots,
+            w.note,
         ))
     }
 
@@ -257,7 +303,9 @@ mod cdc_health {
         width: default!(i32, 48),
     ) -> Option<String> {
         if !(1..=1000).contains(&width) {
-            error!("cdc_health.sparkline: width must be between 1 and 1000, not {width}");
+            crate::errors::invalid_parameter(format!(
+                "cdc_health.sparkline: width must be between 1 and 1000, not {width}"
+            ));
         }
         let values: Vec<Option<f64>> = Spi::connect(|client| {
             client

@@ -127,10 +127,23 @@ pub fn log_standby_snapshot() -> SpiResult<Option<u64>> {
     }
 }
 
-/// Terminates one idle-in-transaction blocker; true when the signal was sent.
-pub fn terminate(pid: i32) -> SpiResult<bool> {
-    Ok(
-        read_one::<bool>("SELECT pg_catalog.pg_terminate_backend($1)", &[pid.into()])?
-            .unwrap_or(false),
-    )
+/// Terminates one blocker of `creator`'s slot creation if, right now, it is still idle in
+/// transaction and the creating backend's role could terminate it itself (PostgreSQL's rule
+/// for `pg_terminate_backend`: the rights of the blocker's role, or `pg_signal_backend`, and
+/// never a superuser's session unless the creator is one). True when the signal was sent.
+pub fn terminate(pid: i32, creator: i32) -> SpiResult<bool> {
+    Ok(read_one::<bool>(
+        "SELECT pg_catalog.pg_terminate_backend(b.pid)
+         FROM pg_catalog.pg_stat_activity b, pg_catalog.pg_stat_activity w,
+              pg_catalog.pg_roles br, pg_catalog.pg_roles wr
+         WHERE b.pid OPERATOR(pg_catalog.=) $1 AND w.pid OPERATOR(pg_catalog.=) $2
+           AND br.oid OPERATOR(pg_catalog.=) b.usesysid
+           AND wr.oid OPERATOR(pg_catalog.=) w.usesysid
+           AND b.state OPERATOR(pg_catalog.=) 'idle in transaction'
+           AND (NOT br.rolsuper OR wr.rolsuper)
+           AND (pg_catalog.pg_has_role(w.usesysid, b.usesysid, 'USAGE')
+                OR pg_catalog.pg_has_role(w.usesysid, 'pg_signal_backend', 'USAGE'))",
+        &[pid.into(), creator.into()],
+    )?
+    .unwrap_or(false))
 }

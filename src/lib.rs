@@ -9,14 +9,18 @@ mod alerts;
 mod api;
 mod clickhouse;
 mod creations;
+mod errors;
 mod history;
 mod jsonb;
 mod mirrors;
 mod monitor;
+mod released;
+mod role;
 mod sampling;
 mod schema;
 mod settings;
 mod shmem;
+mod timer;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -24,6 +28,10 @@ mod worker;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    // A mistyped cdc_health.* name is an error, not a placeholder kept silently (and
+    // placeholders set before the library was loaded are checked now).
+    // SAFETY: called once while the library loads, after our settings are defined.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"cdc_health".as_ptr()) };
     // The worker and its shared memory exist only when the library is preloaded; without it
     // cdc_health() still assesses every slot on demand.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {

@@ -22,8 +22,9 @@ use serde_json::json;
 
 use cdc_health_rules::units::pretty_bytes;
 
-use crate::clickhouse;
+use crate::role::Switched;
 use crate::sampling::read_one;
+use crate::{clickhouse, errors};
 
 /// A check as stored in `cdc_health.mirror_checks`.
 pub struct StoredCheck {
@@ -42,9 +43,11 @@ impl StoredCheck {
     }
 }
 
-const CHECK_COLUMNS: &str = "name, kind, source::oid, source_time_column::text, target::oid, \
-     target_time_column::text, extract(epoch FROM max_lag)::float8, max_row_drift, owner::oid, \
-     slot_name::text";
+const CHECK_COLUMNS: &str = "name, kind, source::pg_catalog.oid, \
+     source_time_column::pg_catalog.text, target::pg_catalog.oid, \
+     target_time_column::pg_catalog.text, \
+     extract(epoch FROM max_lag)::pg_catalog.float8, max_row_drift, \
+     owner::pg_catalog.oid, slot_name::pg_catalog.text";
 
 fn load(filter: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> SpiResult<Vec<StoredCheck>> {
     Spi::connect(|client| {
@@ -79,19 +82,22 @@ fn load(filter: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> SpiResult<Vec<S
     })
 }
 
-/// Checks whose last probe is older than `interval_secs` (or that were never probed).
+/// Checks whose last probe is older than `interval_secs` (or that were never probed), but
+/// not quarantined ones.
 pub fn due(interval_secs: f64) -> SpiResult<Vec<StoredCheck>> {
     load(
-        "WHERE checked_at IS NULL OR checked_at <= now() - make_interval(secs => $1)",
+        "WHERE quarantined_at IS NULL AND (checked_at IS NULL OR checked_at \
+         OPERATOR(pg_catalog.<=) \
+         (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)))",
         &[interval_secs.into()],
     )
 }
 
 /// Reads one check's configuration (not readable by the roles that may call the functions).
 fn by_name(name: &str) -> StoredCheck {
-    match as_extension_owner(|| load("WHERE name = $1", &[name.into()])) {
+    match as_extension_owner(|| load("WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()])) {
         Ok(mut v) if !v.is_empty() => v.remove(0),
-        Ok(_) => error!("cdc_health: no mirror check named \"{name}\""),
+        Ok(_) => errors::undefined_object(format!("cdc_health: no mirror check named \"{name}\"")),
         Err(e) => error!("cdc_health: reading mirror check \"{name}\": {e}"),
     }
 }
@@ -104,55 +110,134 @@ fn relation_text(rel: pg_sys::Oid) -> String {
     read_one::<String>("SELECT $1::regclass::text", &[rel.into()])
         .ok()
         .flatten()
-        .unwrap_or_else(|| error!("cdc_health: relation {} no longer exists", rel.to_u32()))
+        .unwrap_or_else(|| {
+            errors::raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("cdc_health: relation {} no longer exists", rel.to_u32()),
+                None,
+            )
+        })
 }
 
-/// Count and newest time of one relation, aggregated where the data lives.
-fn figures(rel: pg_sys::Oid, time_column: &str, count: bool) -> (SideFigures, u64) {
+/// The checks PostgreSQL would make for `SELECT count(*), max(<columns>) FROM rel` by the
+/// current user (the probing owner, or `verify_mirror`'s caller). A ClickHouse table's
+/// aggregate is sent to ClickHouse directly, past the executor's permission checks, so they
+/// are made here, every time.
+fn require_select(rel: pg_sys::Oid, columns: &[&str]) {
+    let denied = |what: String| -> ! {
+        ereport!(
+            PgLogLevel::ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "cdc_health: permission denied: {} cannot read {what} of {}",
+                current_role(),
+                relation_text(rel)
+            ),
+            "A check runs with the rights of the role that added it; verify_mirror with the caller's."
+        );
+        unreachable!("ereport(ERROR) does not return")
+    };
+    let any = read_one::<bool>(
+        "SELECT pg_catalog.has_any_column_privilege($1, 'SELECT')",
+        &[rel.into()],
+    )
+    .unwrap_or_else(|e| error!("cdc_health: checking privileges: {e}"));
+    if any != Some(true) {
+        denied("any column".into());
+    }
+    for column in columns {
+        let can = read_one::<bool>(
+            "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT')",
+            &[rel.into(), (*column).into()],
+        )
+        .unwrap_or_else(|e| error!("cdc_health: checking privileges: {e}"));
+        if can != Some(true) {
+            denied(format!("column \"{column}\""));
+        }
+    }
+}
+
+/// Count and newest time of one relation, aggregated where the data lives; with
+/// `missing_after` (the target's newest time, for a mirror's source) also the oldest time at
+/// least a second after it.
+fn figures(
+    rel: pg_sys::Oid,
+    time_column: &str,
+    count: bool,
+    missing_after: Option<f64>,
+) -> (SideFigures, u64) {
     if clickhouse::is_clickhouse_table(rel) {
+        require_select(rel, &[time_column]);
         let remote = clickhouse::Remote::of(rel, unsafe { pg_sys::GetUserId() });
         let column = ch_ident(&remote.remote_column(rel, time_column));
         let rows = if count { "count()" } else { "toUInt64(0)" };
-        let (row, bytes) =
-            clickhouse::aggregate(rel, &format!("{rows} AS n, max({column}) AS newest"));
-        let newest = row.get(1).cloned().flatten().and_then(|text| {
+        let oldest = match missing_after {
+            Some(t) => format!(
+                "minIf({column}, {column} >= toDateTime({}))",
+                t.floor() as i64 + 1
+            ),
+            None => "NULL".to_string(),
+        };
+        let (row, bytes) = clickhouse::aggregate(
+            rel,
+            &format!("{rows} AS n, max({column}) AS newest, {oldest} AS oldest_missing"),
+        );
+        let epoch = |i: usize| {
+            let text = row.get(i).cloned().flatten()?;
             // The header's type is not needed: DateTime text plus the server's zone.
-            pg_text(
+            let t = pg_text(
                 "DateTime",
                 text,
                 Target::TimestampTz,
                 &remote.server.timezone,
-            )
-        });
-        let newest = newest.and_then(|t| {
+            )?;
             read_one::<f64>(
-                "SELECT extract(epoch FROM $1::timestamptz)::float8",
+                "SELECT extract(epoch FROM $1::pg_catalog.timestamptz)::pg_catalog.float8",
                 &[t.into()],
             )
-            .ok()
-            .flatten()
-        });
+            .unwrap_or_else(|e| error!("cdc_health: reading a ClickHouse time: {e}"))
+        };
         let rows = row.first().cloned().flatten().and_then(|n| n.parse().ok());
         (
             SideFigures {
                 rows: if count { rows } else { None },
-                newest,
+                newest: epoch(1),
+                oldest_missing: missing_after.and(epoch(2)),
             },
             bytes,
         )
     } else {
+        let (column, relation) = (quote_ident(time_column), relation_text(rel));
         let sql = format!(
-            "SELECT {}, extract(epoch FROM max({})::timestamptz)::float8 FROM {}",
+            "SELECT {}, extract(epoch FROM max({column})::pg_catalog.timestamptz)::pg_catalog.float8 \
+             FROM {relation}",
             if count { "count(*)" } else { "NULL::bigint" },
-            quote_ident(time_column),
-            relation_text(rel)
         );
-        let (rows, newest) = Spi::connect(|client| {
+        // Its own statement, so an index on the time column answers it. A second of slack:
+        // a target may keep whole seconds only (ClickHouse DateTime), and the row it has
+        // must not count as missing.
+        let oldest_sql = format!(
+            "SELECT extract(epoch FROM min({column})::pg_catalog.timestamptz)::pg_catalog.float8 \
+             FROM {relation} WHERE {column} >= pg_catalog.to_timestamp($1 + 1)"
+        );
+        let figures = Spi::connect(|client| {
             let row = client.select(&sql, Some(1), &[])?.first();
-            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?, row.get::<f64>(2)?))
+            let (rows, newest) = (row.get::<i64>(1)?, row.get::<f64>(2)?);
+            let oldest_missing = match missing_after {
+                Some(t) => client
+                    .select(&oldest_sql, Some(1), &[t.into()])?
+                    .first()
+                    .get::<f64>(1)?,
+                None => None,
+            };
+            Ok::<_, pgrx::spi::Error>(SideFigures {
+                rows,
+                newest,
+                oldest_missing,
+            })
         })
         .unwrap_or_else(|e| error!("{e}"));
-        (SideFigures { rows, newest }, 0)
+        (figures, 0)
     }
 }
 
@@ -167,32 +252,28 @@ pub struct Measured {
 /// them into `probe_failed`).
 pub fn probe(c: &StoredCheck) -> Measured {
     let started = Instant::now();
-    let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            c.owner,
-            saved_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-    }
     let count = c.check.kind == CheckKind::Mirror;
-    let (source, source_bytes) = match (c.source, &c.source_time_column) {
-        (Some(rel), Some(col)) => figures(rel, col, count),
-        _ => (SideFigures::default(), 0),
+    let (source, target, bytes) = {
+        // The relations are the owner's choice: their SQL runs restricted, with a safe
+        // search_path, and whatever settings it changes are rolled back with the guard.
+        let _owner = Switched::to(c.owner, true);
+        // The target first: the source's oldest change it misses is measured from its newest.
+        let (target, target_bytes) = figures(c.target, &c.target_time_column, count, None);
+        let missing_after = target.newest.filter(|_| c.check.kind == CheckKind::Mirror);
+        let (source, source_bytes) = match (c.source, &c.source_time_column) {
+            (Some(rel), Some(col)) => figures(rel, col, count, missing_after),
+            _ => (SideFigures::default(), 0),
+        };
+        (source, target, source_bytes + target_bytes)
     };
-    let (target, target_bytes) = figures(c.target, &c.target_time_column, count);
-    let now = crate::monitor::now_secs();
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
     Measured {
         probe: Probe::Done {
             source,
             target,
-            now,
+            now: crate::monitor::now_secs(),
         },
         millis: started.elapsed().as_secs_f64() * 1000.0,
-        bytes: source_bytes + target_bytes,
+        bytes,
     }
 }
 
@@ -200,23 +281,81 @@ pub fn probe(c: &StoredCheck) -> Measured {
 /// granted the functions, and every value written is decided here, not by the caller.
 fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = read_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
+        "SELECT extowner FROM pg_catalog.pg_extension \
+         WHERE extname OPERATOR(pg_catalog.=) 'cdc_health'",
         &[],
     )
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| error!("cdc_health: the extension is not installed in this database"));
-    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-    }
-    let r = f();
-    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
-    r
+    .unwrap_or_else(|e| error!("cdc_health: reading the extension's owner: {e}"))
+    .unwrap_or_else(|| {
+        errors::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "cdc_health: the extension is not installed in this database".into(),
+            None,
+        )
+    });
+    let _owner = Switched::to(owner, false);
+    f()
+}
+
+/// Ends a probe that outlived its cancellation: called by the slot worker, which watches the
+/// mirror worker. Past `cdc_health.probe_timeout` the probe was cancelled; if it is still
+/// running a grace period later, its SQL ignores cancellation (it catches `query_canceled`),
+/// so the mirror worker is terminated (the postmaster starts it again) and the check is
+/// quarantined with `probe_failed` rather than retried into the same hang.
+pub fn end_overdue_probe() -> SpiResult<()> {
+    let grace = (f64::from(crate::settings::PROBE_TIMEOUT_MS.get()) / 1000.0).max(5.0);
+    let Some(watch) = crate::shmem::take_overdue_probe(crate::monitor::now_secs(), grace) else {
+        return Ok(());
+    };
+    let name = watch.check.as_ref().map(|n| n.as_str().to_string());
+    warning!(
+        "cdc_health: the probe of mirror check {} ran past cdc_health.probe_timeout and did not \
+         end when cancelled; terminating the mirror worker (pid {}) and quarantining the check",
+        name.as_deref()
+            .map_or("(name too long to keep)".into(), quote_ident),
+        watch.pid
+    );
+    read_one::<bool>(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+         WHERE pid OPERATOR(pg_catalog.=) $1
+           AND backend_type OPERATOR(pg_catalog.=) 'cdc_health mirrors'",
+        &[watch.pid.into()],
+    )?;
+    let Some(name) = name else { return Ok(()) };
+    let Some(check) = as_extension_owner(|| {
+        load(
+            "WHERE name OPERATOR(pg_catalog.=) $1",
+            &[name.as_str().into()],
+        )
+    })?
+    .into_iter()
+    .next() else {
+        return Ok(());
+    };
+    let error = format!(
+        "quarantined: the probe did not end when cancelled at cdc_health.probe_timeout (its SQL \
+         ignores cancellation), so the mirror worker was terminated; fix the target, then run \
+         SELECT cdc_health.check_mirror({}) to probe it again",
+        pgrx::spi::quote_literal(&name)
+    );
+    let measured = Measured {
+        probe: Probe::Failed { error },
+        millis: 0.0,
+        bytes: 0,
+    };
+    record(&check, &measured)?;
+    set_quarantined(&name, true)
+}
+
+fn set_quarantined(name: &str, quarantined: bool) -> SpiResult<()> {
+    as_extension_owner(|| {
+        Spi::run_with_args(
+            "UPDATE cdc_health.mirror_checks SET quarantined_at = CASE WHEN $2
+                 THEN pg_catalog.now() END
+             WHERE name OPERATOR(pg_catalog.=) $1",
+            &[name.into(), quarantined.into()],
+        )
+    })
 }
 
 /// Writes a probe's outcome into the check's row.
@@ -237,12 +376,13 @@ pub fn store(c: &StoredCheck, m: &Measured, verdict: &MirrorVerdict) -> SpiResul
     let summary: Vec<String> = verdict.findings.iter().map(|f| f.summary.clone()).collect();
     as_extension_owner(|| {
         Spi::run_with_args(
-            "UPDATE cdc_health.mirror_checks SET checked_at = now(),
-             source_rows = $2, source_newest = to_timestamp($3), target_rows = $4,
-             target_newest = to_timestamp($5), lag = make_interval(secs => $6), row_drift = $7,
+            "UPDATE cdc_health.mirror_checks SET checked_at = pg_catalog.now(),
+             source_rows = $2, source_newest = pg_catalog.to_timestamp($3), target_rows = $4,
+             target_newest = pg_catalog.to_timestamp($5),
+             lag = pg_catalog.make_interval(secs => $6), row_drift = $7,
              status = $8, findings = $9, summary = $10, error = $11, probe_ms = $12,
              probe_bytes = $13
-         WHERE name = $1",
+         WHERE name OPERATOR(pg_catalog.=) $1",
             &[
                 c.check.name.clone().into(),
                 source.rows.into(),
@@ -295,21 +435,23 @@ fn check_column(rel: &PgRelation, column: &str, what: &str) {
              WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped)",
         &[rel.oid().into(), column.into()],
     )
-    .ok()
-    .flatten()
+    .unwrap_or_else(|e| error!("cdc_health: reading the columns of {what}: {e}"))
     .unwrap_or(false);
     if !exists {
-        error!(
-            "cdc_health: {what} {} has no column \"{column}\"",
-            relation_text(rel.oid())
+        errors::raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!(
+                "cdc_health: {what} {} has no column \"{column}\"",
+                relation_text(rel.oid())
+            ),
+            None,
         );
     }
     let readable = read_one::<bool>(
         "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT')",
         &[rel.oid().into(), column.into()],
     )
-    .ok()
-    .flatten()
+    .unwrap_or_else(|e| error!("cdc_health: checking privileges: {e}"))
     .unwrap_or(false);
     if !readable {
         ereport!(
@@ -332,6 +474,16 @@ fn current_role() -> String {
         .unwrap_or_default()
 }
 
+/// An interval's length in seconds, the months and days counted as PostgreSQL does.
+fn max_lag_secs(i: &pgrx::datum::Interval) -> f64 {
+    read_one::<f64>(
+        "SELECT extract(epoch FROM $1::pg_catalog.interval)::pg_catalog.float8",
+        &[(*i).into()],
+    )
+    .unwrap_or_else(|e| error!("cdc_health: reading an interval: {e}"))
+    .unwrap_or(0.0)
+}
+
 /// Inserts a check, owned by the calling role.
 #[allow(clippy::too_many_arguments)]
 fn insert(
@@ -344,22 +496,45 @@ fn insert(
     slot_name: Option<&str>,
 ) {
     if name.trim().is_empty() {
-        error!("cdc_health: a mirror check needs a name");
+        errors::invalid_parameter("cdc_health: a mirror check needs a name".into());
     }
     if let Some((rel, col)) = source {
         check_column(rel, col, "source");
     }
     check_column(target.0, target.1, "target");
     if max_row_drift.is_some_and(|d| d < 0) {
-        error!("cdc_health: max_row_drift must be 0 or more (NULL: counts are not compared)");
+        errors::invalid_parameter(
+            "cdc_health: max_row_drift must be 0 or more (NULL: counts are not compared)".into(),
+        );
+    }
+    if max_lag_secs(&max_lag) <= 0.0 {
+        errors::invalid_parameter(format!(
+            "cdc_health: max_lag must be longer than zero, not {max_lag}"
+        ));
+    }
+    let taken = as_extension_owner(|| {
+        read_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM cdc_health.mirror_checks
+                 WHERE name OPERATOR(pg_catalog.=) $1)",
+            &[name.into()],
+        )
+    })
+    .unwrap_or_else(|e| error!("cdc_health: reading mirror checks: {e}"));
+    if taken == Some(true) {
+        errors::raise(
+            PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+            format!("cdc_health: a mirror check named \"{name}\" exists already"),
+            Some("Remove it first with cdc_health.remove_mirror(name), or pick another name."),
+        );
     }
     let owner = unsafe { pg_sys::GetUserId() };
     let inserted = as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO cdc_health.mirror_checks (name, kind, source, source_time_column, target,
              target_time_column, max_lag, max_row_drift, slot_name, owner)
-         VALUES ($1, $2, $3::oid::regclass, $4, $5::oid::regclass, $6, $7, $8, $9,
-                 $10::oid::regrole)",
+         VALUES ($1, $2, $3::pg_catalog.oid::pg_catalog.regclass, $4,
+                 $5::pg_catalog.oid::pg_catalog.regclass, $6, $7, $8, $9,
+                 $10::pg_catalog.oid::pg_catalog.regrole)",
             &[
                 name.into(),
                 kind.into(),
@@ -398,7 +573,7 @@ mod cdc_health {
         max_row_drift: default!(Option<i64>, "0"),
     ) {
         let heartbeat = read_one::<bool>(
-            "SELECT $1 = 'cdc_health.heartbeat'::regclass::oid",
+            "SELECT $1 OPERATOR(pg_catalog.=) 'cdc_health.heartbeat'::pg_catalog.regclass::pg_catalog.oid",
             &[source.oid().into()],
         )
         .ok()
@@ -450,12 +625,13 @@ mod cdc_health {
         }
         as_extension_owner(|| {
             Spi::run_with_args(
-                "UPDATE cdc_health.alerts SET resolved_at = now(), updated_at = now()
-                 WHERE subject = $1 AND resolved_at IS NULL",
+                "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
+                     updated_at = pg_catalog.now()
+                 WHERE subject OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL",
                 &[c.subject().into()],
             )?;
             Spi::run_with_args(
-                "DELETE FROM cdc_health.mirror_checks WHERE name = $1",
+                "DELETE FROM cdc_health.mirror_checks WHERE name OPERATOR(pg_catalog.=) $1",
                 &[name.into()],
             )
         })
@@ -469,11 +645,13 @@ mod cdc_health {
     fn check_mirror(name: &str) -> String {
         let c = by_name(name);
         let m = probe(&c);
-        record(&c, &m)
+        let status = record(&c, &m)
             .unwrap_or_else(|e| error!("cdc_health: storing the probe of \"{name}\": {e}"))
-            .status
-            .as_str()
-            .to_string()
+            .status;
+        // A probe that finished ends a quarantine: the worker probes the check again.
+        set_quarantined(name, false)
+            .unwrap_or_else(|e| error!("cdc_health: storing the probe of \"{name}\": {e}"));
+        status.as_str().to_string()
     }
 
     /// Compares a mirror with its source: row count, min and max of `key_column` (by default
@@ -503,7 +681,9 @@ mod cdc_health {
     > {
         let c = by_name(name);
         let Some(source) = c.source else {
-            error!("cdc_health: \"{name}\" is a freshness check; it has no source to compare");
+            errors::invalid_parameter(format!(
+                "cdc_health: \"{name}\" is a freshness check; it has no source to compare"
+            ));
         };
         let key = match key_column {
             Some(k) => k.to_string(),
@@ -514,7 +694,7 @@ mod cdc_health {
         let ok = s == t;
         let lag = as_extension_owner(|| {
             read_one::<Interval>(
-                "SELECT lag FROM cdc_health.mirror_checks WHERE name = $1",
+                "SELECT lag FROM cdc_health.mirror_checks WHERE name OPERATOR(pg_catalog.=) $1",
                 &[name.into()],
             )
         })
@@ -569,13 +749,12 @@ mod verify {
              WHERE i.indrelid = $1 AND i.indisprimary AND i.indnatts = 1",
             &[rel.into()],
         )
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| error!("cdc_health: reading the primary key: {e}"))
         .unwrap_or_else(|| {
-            error!(
+            errors::invalid_parameter(format!(
                 "cdc_health: {} has no single-column primary key; pass key_column",
                 relation_text(rel)
-            )
+            ))
         })
     }
 
@@ -593,6 +772,7 @@ mod verify {
     /// PostgreSQL's md5 prefix summed as numeric, so both sides compute the same number.
     pub fn side(rel: pg_sys::Oid, key: &str) -> Side {
         if clickhouse::is_clickhouse_table(rel) {
+            require_select(rel, &[key]);
             let remote = clickhouse::Remote::of(rel, unsafe { pg_sys::GetUserId() });
             let k = ch_ident(&remote.remote_column(rel, key));
             let (row, _) = clickhouse::aggregate(
@@ -662,7 +842,8 @@ CREATE TABLE cdc_health.mirror_checks (
     summary            text,
     error              text,
     probe_ms           float8,
-    probe_bytes        bigint
+    probe_bytes        bigint,
+    quarantined_at     timestamptz
 );
 COMMENT ON TABLE cdc_health.mirror_checks IS
     'Mirror and freshness checks (cdc_health.add_mirror) and their last probe';

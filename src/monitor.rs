@@ -10,7 +10,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
 use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
-use cdc_health_rules::lsn::bytes_between;
 use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::transactions::{
     blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
@@ -23,6 +22,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use serde_json::{json, Value};
 
+use crate::role::Switched;
 use crate::{alerts, creations, history, sampling, settings, shmem};
 
 pub fn now_secs() -> f64 {
@@ -67,23 +67,6 @@ impl SlotView {
     }
 }
 
-fn sample_of(slot: &SlotObservation, server: &ServerObservation, at: f64) -> Sample {
-    let current = server.current_lsn.unwrap_or(0);
-    Sample {
-        at,
-        current_lsn: current,
-        restart_lsn: slot.restart_lsn,
-        confirmed_flush_lsn: slot.confirmed_flush_lsn,
-        retained_bytes: slot
-            .restart_lsn
-            .filter(|_| slot.holds_wal())
-            .map(|r| bytes_between(current, r)),
-        safe_wal_size: slot.safe_wal_size.filter(|_| slot.holds_wal()),
-        active: slot.active,
-        wal_status: slot.wal_status,
-    }
-}
-
 fn view_of(entry: &shmem::Entry, now: f64, limits: &HistoryLimits, ceiling: i64) -> HistoryView {
     let (findings, forecast) = history_findings(&entry.track, now, ceiling, limits);
     HistoryView {
@@ -113,7 +96,9 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .iter()
                 .map(|slot| {
                     let entry = shmem::entry_for(entries, &slot.slot_name)?;
-                    entry.track.record(sample_of(slot, &server, now));
+                    entry
+                        .track
+                        .record(Sample::observe(slot, server.current_lsn, now));
                     Some(view_of(entry, now, &hist_limits, ceiling))
                 })
                 .collect()
@@ -301,14 +286,38 @@ pub fn installed() -> SpiResult<Installed> {
 static STANDBY_NUDGE_NOTED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// Key of the advisory lock that serialises passes (worker and `check_now()`).
-const PASS_LOCK: i64 = 0x6364_635f_6865_616c;
+/// Takes the lock that serialises passes (the worker's and `check_now()`'s) for the rest of
+/// the transaction; false when `wait` is off and another pass holds it.
+///
+/// Not an advisory lock: any role can take those, and a role holding the key would silently
+/// switch monitoring off. This is a heavyweight lock on the extension object itself (sub-id 1,
+/// apart from the DDL locks on sub-id 0), which no SQL command lets an ordinary role take;
+/// waiting for it is interruptible and seen by the deadlock detector like any lock.
+fn lock_passes(wait: bool) -> bool {
+    // SAFETY: catalog lookup and lock manager call in a backend inside a transaction.
+    unsafe {
+        let extension = pg_sys::get_extension_oid(c"cdc_health".as_ptr(), true);
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+            locktag_field2: pg_sys::ExtensionRelationId.to_u32(),
+            locktag_field3: extension.to_u32(),
+            locktag_field4: 1,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_OBJECT as u8,
+            locktag_lockmethodid: pg_sys::DEFAULT_LOCKMETHOD as u8,
+        };
+        let got = pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, !wait);
+        got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
+    }
+}
 
 /// One monitoring pass. With `wait` it queues behind a concurrent pass; without, it skips
-/// (returns `None`) when another pass is running. Writes nothing on a standby.
+/// (returns `None`, counted in `worker_status().skipped_passes`) when another pass is running.
+/// Writes nothing on a standby.
 pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
+    // check_now() runs this in the caller's session: our statements, not its search_path.
+    let _path = Switched::safe_search_path();
     // A standby only samples into shared memory: it can write nothing, and nothing else
-    // runs passes there (check_now() refuses), so no lock is needed (or possible).
+    // runs passes there (check_now() refuses), so no lock is needed.
     if unsafe { pg_sys::RecoveryInProgress() } {
         let (_, views) = observe(true)?;
         if views.iter().any(|v| v.creation.is_some())
@@ -321,12 +330,8 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
         }
         return Ok(Some(Vec::new()));
     }
-    let lock = if wait {
-        "SELECT pg_catalog.pg_advisory_xact_lock($1) IS NOT NULL"
-    } else {
-        "SELECT pg_catalog.pg_try_advisory_xact_lock($1)"
-    };
-    if !sampling::read_one::<bool>(lock, &[PASS_LOCK.into()])?.unwrap_or(false) {
+    if !lock_passes(wait) {
+        shmem::update_worker(|w| w.skipped_passes += 1);
         return Ok(None);
     }
     let (server, views) = observe(true)?;
@@ -350,6 +355,23 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
     applied.extend(alerts::apply(&observed, now)?);
     history::beat_heartbeat()?;
     Ok(Some(applied))
+}
+
+/// True the first time (in this process, among the last few) a blocker is spared: the log
+/// says so once, not every pass.
+fn first_time_spared(pid: i32) -> bool {
+    static SPARED: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+    let Ok(mut spared) = SPARED.lock() else {
+        return false;
+    };
+    if spared.contains(&pid) {
+        return false;
+    }
+    if spared.len() >= 64 {
+        spared.remove(0);
+    }
+    spared.push(pid);
+    true
 }
 
 /// Helps waiting slot creations along: one standby snapshot per pass while any has waited
@@ -377,7 +399,16 @@ fn unblock(views: &[SlotView]) -> SpiResult<Vec<Applied>> {
             let Some(blocker) = c.blockers.iter().find(|b| b.pid == Some(pid)) else {
                 continue;
             };
-            if !creations::terminate(pid)? {
+            if !creations::terminate(pid, c.pid)? {
+                if first_time_spared(pid) {
+                    log!(
+                        "cdc_health: not terminating {} although it blocks slot {}: the \
+                         creating backend's role could not terminate it itself, or it is no \
+                         longer idle in transaction",
+                        blocker.describe(),
+                        c.slot_name
+                    );
+                }
                 continue;
             }
             let summary = format!(

@@ -21,8 +21,10 @@ fn slots_query() -> String {
                 s.active, s.active_pid, s.wal_status, s.restart_lsn::text, \
                 s.confirmed_flush_lsn::text, s.safe_wal_size, \
                 pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
-                {VERSIONED_COLUMNS} \
-         FROM pg_catalog.pg_replication_slots s"
+                {VERSIONED_COLUMNS}, r.total_txns \
+         FROM pg_catalog.pg_replication_slots s \
+         LEFT JOIN pg_catalog.pg_stat_replication_slots r \
+                ON r.slot_name OPERATOR(pg_catalog.=) s.slot_name"
     )
 }
 
@@ -130,6 +132,7 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                 catalog_xmin_age: row.get(13)?,
                 invalidation_reason: row.get(14)?,
                 inactive_for_secs: row.get(15)?,
+                sent_txns: row.get(16)?,
             });
         }
         Ok(out)

@@ -44,6 +44,9 @@ pub static LONG_TRANSACTION_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(
 // Mirror checks.
 pub static MIRROR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static PROBE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static PASS_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+pub static CLICKHOUSE_MAX_LINE_KB: GucSetting<i32> =
+    GucSetting::<i32>::new((cdc_health_rules::clickhouse::DEFAULT_MAX_LINE_BYTES >> 10) as i32);
 
 /// Registers every setting. Postmaster-context settings can only be created while the
 /// library is preloaded (PostgreSQL raises FATAL otherwise), so they exist only then.
@@ -243,6 +246,25 @@ fn register_worker() {
         3_600_000,
         GucFlags::UNIT_MS,
     );
+    sighup_int(
+        c"cdc_health.pass_timeout",
+        c"Longest time one monitoring pass of the worker may take before it is cancelled (and retried at the next interval).",
+        c"",
+        &PASS_TIMEOUT_MS,
+        1000,
+        3_600_000,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"cdc_health.clickhouse_max_line",
+        c"Longest line (one row) of a ClickHouse answer the wrapper reads; a longer one is an error.",
+        c"Bounds the memory one scan can take.",
+        &CLICKHOUSE_MAX_LINE_KB,
+        1,
+        1 << 20,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
     GucRegistry::define_bool_guc(
         c"cdc_health.unblock_slot_creation",
         c"Log standby snapshots so that a waiting logical slot creation can finish.",
@@ -382,4 +404,12 @@ pub fn forecast_ceiling_bytes() -> i64 {
 pub fn terminate_blockers_after() -> Option<f64> {
     let secs = TERMINATE_BLOCKERS_AFTER_S.get();
     (secs >= 0).then(|| f64::from(secs))
+}
+
+/// `cdc_health.clickhouse_max_line` in bytes.
+pub fn clickhouse_max_line_bytes() -> usize {
+    usize::try_from(CLICKHOUSE_MAX_LINE_KB.get())
+        .unwrap_or(1)
+        .max(1)
+        << 10
 }

@@ -25,6 +25,8 @@ pub struct WorkerStatus {
     pub last_pass_at: f64,
     pub passes: u64,
     pub failed_passes: u64,
+    /// Passes skipped because another pass (a `check_now()`) held the pass lock.
+    pub skipped_passes: u64,
     /// The extension exists in `cdc_health.database` (the worker idles while it does not).
     pub extension_present: bool,
     /// The extension exists there at another version than the library's (the worker idles
@@ -55,6 +57,44 @@ pub struct Nudge {
     pub last_lsn: u64,
 }
 
+/// The mirror worker's probe in progress, watched by the slot worker: a probe that ignores
+/// its cancellation (SQL that catches `query_canceled`) is ended by terminating the mirror
+/// worker, and its check quarantined.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeWatch {
+    /// The mirror worker's pid while a probe runs, else 0.
+    pub pid: i32,
+    /// When the probe should have ended (its `cdc_health.probe_timeout` passed).
+    pub deadline: f64,
+    /// The check being probed (`None` when its name does not fit).
+    pub check: Option<heapless::String<256>>,
+}
+
+/// Starts (`Some`) or ends (`None`) the watch over the current probe.
+pub fn watch_probe(probe: Option<(&str, f64)>) {
+    let Some(_lock) = Locked::acquire(true) else {
+        return;
+    };
+    // SAFETY: the lock is held exclusively and HEADER is valid.
+    let watch = unsafe { &mut (*HEADER).probe };
+    *watch = match probe {
+        Some((name, deadline)) => ProbeWatch {
+            pid: unsafe { pg_sys::MyProcPid },
+            deadline,
+            check: heapless::String::try_from(name).ok(),
+        },
+        None => ProbeWatch::default(),
+    };
+}
+
+/// Takes the watch of a probe past `deadline + grace` (so only one pass acts on it).
+pub fn take_overdue_probe(now: f64, grace: f64) -> Option<ProbeWatch> {
+    let _lock = Locked::acquire(true)?;
+    // SAFETY: the lock is held exclusively and HEADER is valid.
+    let watch = unsafe { &mut (*HEADER).probe };
+    (watch.pid != 0 && now > watch.deadline + grace).then(|| std::mem::take(watch))
+}
+
 /// Creations whose nudges are counted at once; more are still nudged, uncounted.
 const MAX_NUDGED: usize = 32;
 
@@ -81,6 +121,7 @@ struct Header {
     capacity: usize,
     worker: WorkerStatus,
     nudges: heapless::Vec<Nudge, MAX_NUDGED>,
+    probe: ProbeWatch,
 }
 
 static mut HEADER: *mut Header = null_mut();
@@ -148,6 +189,7 @@ unsafe extern "C-unwind" fn on_startup() {
             capacity,
             worker: WorkerStatus::default(),
             nudges: heapless::Vec::new(),
+            probe: ProbeWatch::default(),
         });
         for i in 0..capacity {
             entries.add(i).write(Entry::new(

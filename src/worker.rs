@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use pgrx::PgTryBuilder;
 
 use crate::monitor::{self, now_secs, Installed, LIBRARY_VERSION};
+use crate::timer::{self, StatementTimer};
 use crate::{mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
@@ -59,9 +60,14 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+        let pass_timeout = settings::PASS_TIMEOUT_MS.get();
         let outcome = guarded(|| {
+            // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
+            let _timer = StatementTimer::arm(pass_timeout);
             let installed = monitor::installed()?;
             let applied = if installed.is_current() {
+                // The mirror worker's probes are watched from here, the other process.
+                mirrors::end_overdue_probe()?;
                 monitor::pass(false)?.map(|a| a.len())
             } else {
                 None
@@ -109,7 +115,17 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
+    // SIGTERM is PostgreSQL's own `die`: a probe's SQL runs code that is not ours, and a
+    // flag it never looks at would let it outlive a fast shutdown. `die` ends the process
+    // at the next interrupt check with a FATAL error, which PL/pgSQL cannot catch.
+    // SAFETY: installing a signal handler in our own process, before any probe runs.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
+        #[cfg(feature = "pg18")]
+        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(postgres_die));
+    }
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     limit_own_statements();
@@ -133,9 +149,7 @@ pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
                     if let Err(message) = probe_and_record(&check) {
                         log_failure("mirror check failed", message, &mut last_failure);
                     }
-                    if BackgroundWorker::sigterm_received() {
-                        break;
-                    }
+                    pg_sys::check_for_interrupts!();
                 }
             }
             Ok(Err(e)) => log_failure("mirror pass failed", e.to_string(), &mut last_failure),
@@ -145,26 +159,17 @@ pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
         if !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
+        // SIGTERM (die) ends the process here at the latest.
+        pg_sys::check_for_interrupts!();
     }
     log!("cdc_health: mirror worker stopped");
 }
 
-// utils/timeout.h, which pgrx does not bind. SPI does not arm statement_timeout, so a probe
-// arms the same timer itself; its expiry cancels the probe like a statement.
-const STATEMENT_TIMEOUT: i32 = 3; // TimeoutId::STATEMENT_TIMEOUT, the same in 13 to 18
 unsafe extern "C-unwind" {
-    #[link_name = "enable_timeout_after"]
-    fn pg_enable_timeout_after(id: i32, delay_ms: i32);
-    #[link_name = "disable_timeout"]
-    fn pg_disable_timeout(id: i32, keep_indicator: bool);
-}
-
-unsafe fn enable_timeout_after(id: i32, delay_ms: i32) {
-    pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| pg_enable_timeout_after(id, delay_ms))
-}
-
-unsafe fn disable_timeout(id: i32, keep_indicator: bool) {
-    pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| pg_disable_timeout(id, keep_indicator))
+    /// PostgreSQL's SIGTERM handler for backends (tcop/postgres.c), the C symbol itself:
+    /// pgrx's `pg_sys::die` is a Rust wrapper, not a signal handler.
+    #[link_name = "die"]
+    fn postgres_die(signal: std::ffi::c_int);
 }
 
 /// One probe in its own transaction, as the check's owner and within `probe_timeout`; its
@@ -172,15 +177,15 @@ unsafe fn disable_timeout(id: i32, keep_indicator: bool) {
 fn probe_and_record(check: &mirrors::StoredCheck) -> Result<(), String> {
     let started = std::time::Instant::now();
     let timeout_ms = settings::PROBE_TIMEOUT_MS.get();
+    let deadline = now_secs() + f64::from(timeout_ms) / 1000.0;
+    shmem::watch_probe(Some((&check.check.name, deadline)));
     let measured = guarded(|| {
-        unsafe { enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms) };
-        let m = mirrors::probe(check);
-        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
-        m
+        let _timer = StatementTimer::arm(timeout_ms);
+        mirrors::probe(check)
     });
+    shmem::watch_probe(None);
     let measured = measured.unwrap_or_else(|error| {
-        unsafe { disable_timeout(STATEMENT_TIMEOUT, false) };
-        let error = if error.contains("statement timeout") {
+        let error = if timer::expired(&error) {
             format!("no answer within cdc_health.probe_timeout ({timeout_ms} ms)")
         } else {
             error
@@ -219,15 +224,17 @@ fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
     }
 }
 
-/// The worker's own statements give up rather than wait behind a lock or run away, and what
-/// it commits (an alert it is about to announce) survives a crash even where the server runs
+/// The worker's own statements give up rather than wait behind a lock or run away, resolve
+/// names in pg_catalog only, and what it commits (an alert it is about to announce) survives a crash even where the server runs
 /// with `synchronous_commit = off`.
 fn limit_own_statements() {
     for (name, value) in [
         (c"lock_timeout", c"5s"),
-        (c"statement_timeout", c"60s"),
         (c"synchronous_commit", c"on"),
         (c"application_name", c"cdc_health worker"),
+        // Every name the worker's statements use resolves in pg_catalog first; no schema a
+        // role can create objects in is on the path of this superuser session.
+        (c"search_path", c"pg_catalog, pg_temp"),
     ] {
         unsafe {
             pg_sys::SetConfigOption(

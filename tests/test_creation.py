@@ -85,8 +85,10 @@ def test_sql_creation_blocked_is_named_nudged_and_resolved(pg):
     assert f"pid {blocker_pid}" in row["remediation"] and "idle in transaction" in row["remediation"]
     raised, _ = listener.wait(event="raised", subject="slot:waiting_slot",
                               finding="creation_blocked")
-    assert f"pid {blocker_pid}" in raised["summary"]
-    assert raised["detail"]["creation"]["blockers"][0]["pid"] == blocker_pid
+    # The payload is public: the blocker's pid; its description is in the alerts table.
+    assert raised["detail"]["creation"]["blocking_pids"] == [blocker_pid]
+    assert f"pid {blocker_pid}" in pg.one("SELECT summary FROM cdc_health.alerts WHERE id = %s",
+                                          (raised["alert_id"],))
 
     ended = time.monotonic()
     blocker.commit()
@@ -157,8 +159,9 @@ def test_terminate_blockers_is_opt_in_and_spares_active_queries(pg):
     idle, idle_pid = hold_xid(pg)
     thread, done = create_in_background(pg, "freed_slot")
     note, _ = listener.wait(timeout=30, event="blocker_terminated", subject="slot:freed_slot")
-    assert f"pid {idle_pid}" in note["summary"]
-    assert note["detail"]["terminated"]["pid"] == idle_pid
+    # The channel is public: the pid, not who it was or what it ran (that is in the log).
+    assert "terminated a session" in note["summary"]
+    assert note["detail"]["terminated_pid"] == idle_pid
     assert note["alert_id"] > 0, "announced under the open creation_blocked alert"
     busy_thread.join(30)
     assert busy_result == {"ok": True}, "the running query was never terminated"
@@ -224,3 +227,49 @@ def test_creation_on_a_standby_is_detected_and_the_primary_is_named_for_the_nudg
     assert "at" in done, done
     assert replica.log_tail(400).count("standby snapshots can only be logged on the primary") == 1
     blocker.close()
+
+
+def test_termination_stays_within_the_creating_roles_own_rights(pg):
+    """A REPLICATION role's slot creation must not get a superuser's session terminated, which
+    that role could not do itself; a blocker of its own role it could terminate is."""
+    pg.set_config(cdc_health__terminate_blockers_after="2s")
+    pg.sql("CREATE ROLE repl LOGIN REPLICATION")
+    listener = pg.listen()
+    admin, admin_pid = hold_xid(pg)  # a superuser's idle transaction
+    done = {}
+
+    def create_as_repl():
+        try:
+            pg.sql("SELECT pg_create_logical_replication_slot('repl_slot', 'test_decoding')",
+                   user="repl")
+            done["at"] = time.monotonic()
+        except psycopg2.Error as e:
+            done["error"] = e
+
+    creator = threading.Thread(target=create_as_repl, daemon=True)
+    creator.start()
+    wait_for(lambda: any(c["slot_name"] == "repl_slot" for c in creations(pg)),
+             what="repl's creation waiting")
+    wait_for(lambda: "could not terminate it itself" in pg.log_tail(400),
+             what="the log saying the superuser's session is spared")
+    time.sleep(3)  # more passes past terminate_blockers_after
+    admin.cursor().execute("SELECT 1")  # still alive
+    listener.drain(0.5)
+    assert not [n for n in listener.received if n["event"] == "blocker_terminated"]
+    admin.rollback()
+    admin.close()
+    creator.join(30)
+    assert "at" in done, done
+
+    # repl's own idle transaction blocks its next creation: that one it may end.
+    own = psycopg2.connect(pg.dsn(user="repl"))
+    own.cursor().execute("SELECT txid_current()")
+    own_pid = own.get_backend_pid()
+    creator = threading.Thread(target=lambda: pg.sql(
+        "SELECT pg_create_logical_replication_slot('repl_slot2', 'test_decoding')", user="repl"),
+        daemon=True)
+    creator.start()
+    note, _ = listener.wait(timeout=30, event="blocker_terminated", subject="slot:repl_slot2")
+    assert note["detail"]["terminated_pid"] == own_pid
+    creator.join(30)
+    listener.close()

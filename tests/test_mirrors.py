@@ -370,3 +370,136 @@ def test_https_is_spoken_and_an_untrusted_certificate_refused(make_cluster, tmp_
     assert "certificate" in err.lower() or "issuer" in err.lower(), err
     assert "tls-secret" not in err
     assert handshakes, "the server saw a TLS handshake"
+
+
+class Recorder:
+    """A loopback HTTP server that records each request's path and headers and answers with
+    a fixed status, headers and body."""
+
+    def __init__(self, status=200, headers=None, body=b""):
+        import http.server
+        import threading
+
+        self.requests = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                recorder.requests.append((self.path, dict(self.headers)))
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_credentials_never_follow_a_redirect_nor_go_through_a_proxy(make_cluster):
+    elsewhere = Recorder(200, body=b"1\n")
+    redirector = Recorder(302, {"Location": elsewhere.url + "/"}, b"<html>moved: internal</html>")
+    proxy = Recorder(200, body=b"1\n")
+    try:
+        pg = make_cluster(start=False)
+        pg.extra_env = {"http_proxy": proxy.url, "HTTP_PROXY": proxy.url, "ALL_PROXY": proxy.url}
+        pg.start()
+        pg.sql("CREATE EXTENSION cdc_health")
+        pg.sql("CREATE SERVER moved FOREIGN DATA WRAPPER cdc_health_clickhouse "
+               f"OPTIONS (url '{redirector.url}', timeout '3s')")
+        pg.sql("CREATE USER MAPPING FOR PUBLIC SERVER moved "
+               "OPTIONS (user 'u', password 'redirect-secret')")
+        pg.sql("CREATE FOREIGN TABLE t (n int) SERVER moved OPTIONS (query 'SELECT 1 AS n')")
+        err = error_of(pg, "SELECT * FROM t")
+        assert "302" in err and "redirect" in err, err
+        assert "moved: internal" not in err, "a body that is not ClickHouse's is not echoed"
+        assert "redirect-secret" not in err
+        assert len(redirector.requests) == 1
+        assert elsewhere.requests == [], "the credentials followed the redirect"
+        assert proxy.requests == [], "the request went through the environment's proxy"
+    finally:
+        for r in (elsewhere, redirector, proxy):
+            r.close()
+
+
+def test_clickhouse_targets_get_postgresqls_privilege_checks(make_cluster, ch):
+    """The aggregate goes to ClickHouse directly, so the checks PostgreSQL would make on the
+    foreign table are made first: a revoked owner gets probe_failed, and a role with one
+    readable column cannot read min/max of another through verify_mirror."""
+    ch.query("DROP TABLE IF EXISTS default.people")
+    ch.query("CREATE TABLE default.people (id UInt64, ssn String, at DateTime) "
+             "ENGINE = MergeTree ORDER BY id")
+    ch.query("INSERT INTO default.people VALUES (1, '078-05-1120', now())")
+    pg = make_cluster(settings=MIRROR_WORKER)
+    clickhouse_server(pg, ch)
+    pg.sql("CREATE FOREIGN TABLE people (id bigint, ssn text, at timestamptz) SERVER ch "
+           "OPTIONS (table 'default.people')")
+    pg.sql("CREATE TABLE people_src (id bigint PRIMARY KEY, ssn text, at timestamptz)")
+    pg.sql("CREATE ROLE alice LOGIN")
+    pg.sql("GRANT USAGE ON SCHEMA cdc_health TO alice")
+    pg.sql("GRANT EXECUTE ON FUNCTION cdc_health.add_freshness_check(text, regclass, text, "
+           "interval), cdc_health.add_mirror(text, regclass, text, regclass, text, interval, "
+           "text, bigint), cdc_health.verify_mirror(text, text, boolean) TO alice")
+    pg.sql("GRANT SELECT ON people TO alice")
+    pg.sql("GRANT SELECT (id, ssn, at) ON people_src TO alice")
+    pg.sql("SELECT cdc_health.add_freshness_check('people', 'people', 'at', '1 hour')",
+           user="alice")
+    wait_for(lambda: pg.one("SELECT status FROM cdc_health.mirrors() WHERE name = 'people'")
+             == "ok", what="alice's ClickHouse check ok")
+    pg.sql("REVOKE SELECT ON people FROM alice")
+    wait_for(lambda: pg.one("SELECT findings FROM cdc_health.mirrors() WHERE name = 'people'")
+             == ["probe_failed"], what="probe_failed after the revoke")
+    assert "permission denied" in pg.one("SELECT error FROM cdc_health.mirrors() "
+                                         "WHERE name = 'people'")
+    # One column granted: the others stay unreadable through verify_mirror.
+    pg.sql("GRANT SELECT (id, at) ON people TO alice")
+    pg.sql("SELECT cdc_health.add_mirror('people_m', 'people_src', 'at', 'people', 'at')",
+           user="alice")
+    conn = pg.connect(user="alice")
+    with pytest.raises(psycopg2.Error) as e, conn.cursor() as cur:
+        cur.execute("SELECT * FROM cdc_health.verify_mirror('people_m', key_column => 'ssn')")
+    conn.close()
+    assert e.value.pgcode == "42501", e.value
+    assert "ssn" in str(e.value) and "078-05-1120" not in str(e.value)
+    assert pg.sql("SELECT ok FROM cdc_health.verify_mirror('people_m', key_column => 'id')",
+                  user="alice") is not None
+
+
+def test_a_mirror_that_missed_a_burst_goes_stale_when_the_source_goes_quiet(make_cluster):
+    """Lag is the age of the oldest source change the target does not have: after a burst the
+    target missed, it keeps growing while the source is quiet (the gap between the newest
+    times would stay at 4 s under a 5 s limit for ever)."""
+    pg = make_cluster(settings=MIRROR_WORKER)
+    pg.sql("CREATE TABLE src (id int PRIMARY KEY, at timestamptz NOT NULL)")
+    pg.sql("CREATE INDEX ON src (at)")
+    pg.sql("CREATE TABLE dst (id int PRIMARY KEY, at timestamptz NOT NULL)")
+    pg.sql("INSERT INTO src VALUES (0, now() - interval '5 s')")
+    pg.sql("INSERT INTO dst SELECT * FROM src")
+    # 50 rows the target never gets, spread over the next 4 seconds of the past.
+    pg.sql("INSERT INTO src SELECT g, now() - interval '5 s' + g * interval '80 ms' "
+           "FROM generate_series(1, 50) g")
+    pg.sql("SELECT cdc_health.add_mirror('bursty', 'src', 'at', 'dst', 'at', '5 seconds', "
+           "max_row_drift => NULL)")
+    listener = pg.listen()
+    added = time.monotonic()
+    raised, _ = listener.wait(timeout=30, event="raised", subject="mirror:bursty",
+                              finding="mirror_stale")
+    print(f"mirror_stale {time.monotonic() - added:.1f}s after the check was added")
+    assert time.monotonic() - added < 5 + 2 * 1 + 3
+    lag = pg.one("SELECT extract(epoch FROM lag) FROM cdc_health.mirrors() WHERE name = 'bursty'")
+    assert lag > 5
+    listener.close()

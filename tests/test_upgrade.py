@@ -142,7 +142,13 @@ def test_upgrade_from_a_release_keeps_state_and_matches_a_fresh_install(make_clu
     # must still be there (CREATE FUNCTION checks it).
     pg.sql("CREATE DATABASE old_objects")
     pg.sql(f"CREATE EXTENSION cdc_health VERSION '{old}'", dbname="old_objects")
-    assert pg.one("SELECT count(*) >= 0 FROM cdc_health()", dbname="old_objects")
+    for call in ("cdc_health()", "cdc_health.worker_status()", "cdc_health.slot_creations()",
+                 "cdc_health.mirrors()"):
+        # Each returns the columns its old definition declares, from the new library.
+        rows = pg.sql(f"SELECT * FROM {call}", dbname="old_objects")
+        assert rows is not None, call
+    status = pg.sql("SELECT running, note FROM cdc_health.worker_status()", dbname="old_objects")
+    assert status[0][0] is True and "ALTER EXTENSION cdc_health UPDATE" in status[0][1]
 
     pg.sql("ALTER EXTENSION cdc_health UPDATE")
     assert pg.one("SELECT extversion FROM pg_extension WHERE extname = 'cdc_health'") == new

@@ -104,6 +104,38 @@ def test_connected_but_never_acknowledging_consumer_is_stalled(pg):
     listener.close()
 
 
+def test_a_low_traffic_stuck_consumer_is_stalled_and_a_healthy_one_is_not(make_cluster):
+    """A few small transactions a second never reach cdc_health.stall_min_wal (1MB) in the
+    test's time; what tells the stuck consumer from the healthy one is that transactions were
+    sent to it and it confirmed none of them."""
+    pg = make_cluster({**WORKER, "cdc_health.stall_after": "5s"})
+    wait_for(lambda: worker(pg)["running"] and worker(pg)["extension_present"],
+             what="worker to find the extension")
+    listener = pg.listen()
+    pg.sql("CREATE TABLE trickle (x int)")
+    pg.create_logical_slot("stuck_quiet")
+    pg.create_logical_slot("healthy_quiet")
+    pg.never_ack_consumer("stuck_quiet")
+    pg.recvlogical("healthy_quiet")
+    started = time.monotonic()
+    deadline = started + 5 + 2 * 1 + 10
+    while time.monotonic() < deadline:
+        pg.sql("INSERT INTO trickle VALUES (1)")
+        listener.drain(0.3)
+        if any(p["finding"] == "stalled" for p in listener.received):
+            break
+    raised, _ = listener.wait(timeout=1, event="raised", subject="slot:stuck_quiet",
+                              finding="stalled")
+    print(f"stalled raised {time.monotonic() - started:.1f}s after the trickle began")
+    assert pg.health("stuck_quiet")["flush_lag_bytes"] < 1 << 20, "below stall_min_wal"
+    for _ in range(20):  # the healthy one, in the same trickle, several stall_after long
+        pg.sql("INSERT INTO trickle VALUES (2)")
+        time.sleep(0.5)
+    assert "stalled" not in pg.health("healthy_quiet")["findings"]
+    assert open_alerts(pg, "slot:healthy_quiet") == []
+    listener.close()
+
+
 def test_idle_healthy_slot_is_not_stalled(pg):
     pg.create_logical_slot("quiet")
     pg.recvlogical("quiet")

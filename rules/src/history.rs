@@ -8,11 +8,21 @@ use serde::Serialize;
 
 use crate::finding::{sort_findings, Finding, FindingCode, Severity};
 use crate::lsn::bytes_between;
-use crate::observation::WalStatus;
+use crate::observation::{SlotObservation, WalStatus};
 use crate::units::{pretty_bytes, pretty_duration};
 
 /// Ring capacity: the oldest sample is dropped when a new one does not fit.
 pub const SAMPLES_PER_SLOT: usize = 64;
+
+/// Least time between two points of each thinned ring. At a short interval 64 samples span
+/// too little for the fit (64 s at 1 s against the default 600 s window); a ring that keeps
+/// one sample per spacing reaches further. Each ring serves windows up to 4 times its reach
+/// (the fit needs a quarter of the window): 1920 s, 4.3 h and 34 h, which covers every
+/// `cdc_health.forecast_window` (10 s .. 1 d) at every `cdc_health.interval` (1 s .. 1 h).
+pub const THINNED_SPACING_SECS: [f64; 3] = [32.0, 256.0, 2048.0];
+
+/// Points per thinned ring: with 16 each ring spans 15 spacings.
+pub const THINNED_POINTS: usize = 16;
 
 /// PostgreSQL names are at most `NAMEDATALEN - 1` bytes.
 const MAX_NAME_BYTES: usize = 63;
@@ -32,14 +42,50 @@ pub struct Sample {
     pub safe_wal_size: Option<i64>,
     pub active: bool,
     pub wal_status: Option<WalStatus>,
+    /// The slot was lost when sampled: [`SlotObservation::is_lost`] (`wal_status = 'lost'` or
+    /// an invalidation reason). The history rules read only this, so "lost" keeps one
+    /// definition.
+    pub lost: bool,
+    /// [`SlotObservation::sent_txns`]: transactions sent to the consumer so far.
+    pub sent_txns: Option<i64>,
 }
 
 impl Sample {
+    /// What the worker records of `slot` at `at`, the server being at `current_lsn`.
+    /// Retained WAL and `safe_wal_size` are only known while the slot holds WAL.
+    pub fn observe(slot: &SlotObservation, current_lsn: Option<u64>, at: f64) -> Sample {
+        let current = current_lsn.unwrap_or(0);
+        let holds = slot.holds_wal();
+        Sample {
+            at,
+            current_lsn: current,
+            restart_lsn: slot.restart_lsn,
+            confirmed_flush_lsn: slot.confirmed_flush_lsn,
+            retained_bytes: slot
+                .restart_lsn
+                .filter(|_| holds)
+                .map(|r| bytes_between(current, r)),
+            safe_wal_size: slot.safe_wal_size.filter(|_| holds),
+            active: slot.active,
+            wal_status: slot.wal_status,
+            lost: slot.is_lost(),
+            sent_txns: slot.sent_txns,
+        }
+    }
+
     /// How far the consumer got: `confirmed_flush_lsn` for a logical slot, `restart_lsn`
     /// for a physical one (which has no confirmed position).
     pub fn consumer_lsn(&self) -> Option<u64> {
         self.confirmed_flush_lsn.or(self.restart_lsn)
     }
+}
+
+/// What the growth fit needs of a sample; the thinned rings keep only this.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitPoint {
+    /// Unix seconds.
+    pub at: f64,
+    pub retained_bytes: i64,
 }
 
 /// History of one slot, kept in shared memory by the background worker.
@@ -48,14 +94,21 @@ pub struct SlotTrack {
     /// Slot names are at most 63 bytes.
     pub name: heapless::String<64>,
     pub samples: heapless::Deque<Sample, SAMPLES_PER_SLOT>,
+    /// The samples that know their retained WAL, thinned to `THINNED_SPACING_SECS[k]` apart
+    /// in ring `k`. A point takes a fifth of a sample's bytes, so the rings add about 15%.
+    pub thinned: [heapless::Deque<FitPoint, THINNED_POINTS>; THINNED_SPACING_SECS.len()],
     /// When the consumer's position last advanced (the first sample counts: a slot is not
     /// stalled before it has been watched).
     pub last_progress_at: Option<f64>,
     /// Server `current_lsn` at that moment, to tell a stalled consumer from an idle server.
     pub lsn_at_progress: Option<u64>,
-    /// When the current consumer connected (the sample at which the slot turned active) and
-    /// the server position then: a consumer that just (re)connected has not stalled yet.
+    /// Transactions sent to the consumer by then (see [`Sample::sent_txns`]).
+    pub txns_at_progress: Option<i64>,
+    /// When the current consumer connected (the sample at which the slot turned active), the
+    /// server position and the transactions sent then: a consumer that just (re)connected
+    /// has not stalled yet.
     pub connected_at: Option<(f64, u64)>,
+    pub txns_at_connection: Option<i64>,
     /// First sample at which the slot was seen inactive; `None` while active.
     pub inactive_since: Option<f64>,
 }
@@ -69,9 +122,12 @@ impl SlotTrack {
         Some(SlotTrack {
             name: heapless::String::try_from(name).ok()?,
             samples: heapless::Deque::new(),
+            thinned: [const { heapless::Deque::new() }; THINNED_SPACING_SECS.len()],
             last_progress_at: None,
             lsn_at_progress: None,
+            txns_at_progress: None,
             connected_at: None,
+            txns_at_connection: None,
             inactive_since: None,
         })
     }
@@ -91,14 +147,17 @@ impl SlotTrack {
         if progressed {
             self.last_progress_at = Some(s.at);
             self.lsn_at_progress = Some(s.current_lsn);
+            self.txns_at_progress = s.sent_txns;
         }
         if s.active {
             self.inactive_since = None;
             if self.connected_at.is_none() {
                 self.connected_at = Some((s.at, s.current_lsn));
+                self.txns_at_connection = s.sent_txns;
             }
         } else {
             self.connected_at = None;
+            self.txns_at_connection = None;
             if self.inactive_since.is_none() {
                 self.inactive_since = Some(s.at);
             }
@@ -108,6 +167,25 @@ impl SlotTrack {
         }
         // Cannot fail: there is room now.
         let _ = self.samples.push_back(s);
+        if let Some(retained_bytes) = s.retained_bytes {
+            let point = FitPoint {
+                at: s.at,
+                retained_bytes,
+            };
+            for (ring, spacing) in self.thinned.iter_mut().zip(THINNED_SPACING_SECS) {
+                // A clock that stepped back (or a NaN) starts the spacing over: the ring must
+                // not wait until the clock is back where it was.
+                let due = ring
+                    .back()
+                    .is_none_or(|p| !(0.0..spacing).contains(&(s.at - p.at)));
+                if due {
+                    if ring.is_full() {
+                        ring.pop_front();
+                    }
+                    let _ = ring.push_back(point);
+                }
+            }
+        }
     }
 
     pub fn latest(&self) -> Option<&Sample> {
@@ -120,64 +198,105 @@ impl SlotTrack {
         self.inactive_since.map(|since| (now - since).max(0.0))
     }
 
-    /// `(at, retained_bytes)` of the samples taken since `since` that know their retained WAL.
-    fn retained_points(&self, since: f64) -> impl Iterator<Item = (f64, f64)> + Clone + '_ {
-        self.samples
+    /// The span the fit covers: the forecast window, widened to 2.5 sampling intervals when
+    /// samples come further apart (a 10 s window at a 1 h interval), since a window that can
+    /// never hold three samples would never give a forecast.
+    fn fit_window(&self, window_secs: f64) -> f64 {
+        let mut times = self.samples.iter().rev().map(|s| s.at);
+        match (times.next(), times.next()) {
+            (Some(last), Some(before)) if (last - before).is_finite() => {
+                window_secs.max(2.5 * (last - before))
+            }
+            _ => window_secs,
+        }
+    }
+
+    /// The line through retained WAL over the fit window, from the finest history that spans
+    /// enough of it: the samples, else the thinned rings from the densest on.
+    fn fit(&self, now: f64, window_secs: f64) -> Option<Fit> {
+        let window = self.fit_window(window_secs);
+        let since = now - window;
+        let within = |&(t, _): &(f64, f64)| since <= t && t <= now;
+        // Capacity: the rings hold at most SAMPLES_PER_SLOT points.
+        let samples: Points = self
+            .samples
             .iter()
-            .filter(move |s| s.at >= since)
             .filter_map(|s| Some((s.at, s.retained_bytes? as f64)))
+            .filter(within)
+            .collect();
+        let thinned = self.thinned.iter().map(|ring| {
+            ring.iter()
+                .map(|p| (p.at, p.retained_bytes as f64))
+                .filter(within)
+                .collect::<Points>()
+        });
+        std::iter::once(samples).chain(thinned).find_map(|points| {
+            Some(Fit {
+                slope: least_squares(&points, window)?,
+                window,
+                mostly_growing: mostly_growing(&points),
+            })
+        })
     }
 
     /// Least-squares slope of retained WAL over the last `window_secs`, in bytes per second
     /// (negative while the consumer catches up). `None` without at least 3 samples spanning
     /// a quarter of the window (and 2 s): fewer would make a single burst look like a trend.
+    /// At a short interval the fit uses the thinned rings, and when samples are further apart
+    /// than the window it widens to hold three.
     pub fn growth_bytes_per_sec(&self, now: f64, window_secs: f64) -> Option<f64> {
-        let points = self.retained_points(now - window_secs);
-        let n = points.clone().count();
-        if n < 3 {
-            return None;
-        }
-        let (first, last) = points
-            .clone()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (t, _)| {
-                (lo.min(t), hi.max(t))
-            });
-        let span = last - first;
-        if span.is_nan() || span < (window_secs / 4.0).max(2.0) {
-            return None;
-        }
-        // Centred sums: unix seconds squared would lose the precision the slope needs.
-        let (sum_t, sum_y) = points
-            .clone()
-            .fold((0.0, 0.0), |(st, sy), (t, y)| (st + t, sy + y));
-        let (mean_t, mean_y) = (sum_t / n as f64, sum_y / n as f64);
-        let (sxx, sxy) = points.fold((0.0, 0.0), |(sxx, sxy), (t, y)| {
-            let dt = t - mean_t;
-            (sxx + dt * dt, sxy + dt * (y - mean_y))
-        });
-        let slope = sxy / sxx;
-        (sxx > 0.0 && slope.is_finite()).then_some(slope)
+        self.fit(now, window_secs).map(|f| f.slope)
     }
+}
 
-    /// Whether retained WAL rose in at least 2/3 of the consecutive sample pairs since
-    /// `since`: a steady climb, not one burst in an otherwise flat history. Flat pairs do
-    /// not count as rising: with a stuck consumer retained WAL never shrinks, so "did not
-    /// shrink" would let every burst through.
-    fn mostly_growing(&self, since: f64) -> bool {
-        let mut points = self.retained_points(since);
-        let Some((_, mut prev)) = points.next() else {
-            return false;
-        };
-        let (mut pairs, mut grew) = (0usize, 0usize);
-        for (_, y) in points {
-            pairs += 1;
-            if y > prev {
-                grew += 1;
-            }
-            prev = y;
-        }
-        pairs > 0 && grew * 3 >= pairs * 2
+/// Points `(at, retained_bytes)` one fit is computed on.
+type Points = heapless::Vec<(f64, f64), SAMPLES_PER_SLOT>;
+
+/// A growth fit and what the forecast needs to know about it.
+struct Fit {
+    slope: f64,
+    /// The span it covers: the forecast window or, with sparse samples, more.
+    window: f64,
+    mostly_growing: bool,
+}
+
+/// The least-squares slope through `points`; `None` without 3 of them spanning a quarter of
+/// `window` (and 2 s), or when they give no finite slope.
+fn least_squares(points: &[(f64, f64)], window: f64) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
     }
+    let (first, last) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &(t, _)| {
+            (lo.min(t), hi.max(t))
+        });
+    let span = last - first;
+    if span.is_nan() || span < (window / 4.0).max(2.0) {
+        return None;
+    }
+    // Centred sums: unix seconds squared would lose the precision the slope needs.
+    let n = points.len() as f64;
+    let (sum_t, sum_y) = points
+        .iter()
+        .fold((0.0, 0.0), |(st, sy), &(t, y)| (st + t, sy + y));
+    let (mean_t, mean_y) = (sum_t / n, sum_y / n);
+    let (sxx, sxy) = points.iter().fold((0.0, 0.0), |(sxx, sxy), &(t, y)| {
+        let dt = t - mean_t;
+        (sxx + dt * dt, sxy + dt * (y - mean_y))
+    });
+    let slope = sxy / sxx;
+    (sxx > 0.0 && slope.is_finite()).then_some(slope)
+}
+
+/// Whether retained WAL rose in at least 2/3 of the consecutive pairs of `points`: a steady
+/// climb, not one burst in an otherwise flat history. Flat pairs do not count as rising:
+/// with a stuck consumer retained WAL never shrinks, so "did not shrink" would let every
+/// burst through.
+fn mostly_growing(points: &[(f64, f64)]) -> bool {
+    let pairs = points.len().saturating_sub(1);
+    let grew = points.windows(2).filter(|w| w[1].1 > w[0].1).count();
+    pairs > 0 && grew * 3 >= pairs * 2
 }
 
 /// The limits of the history rules (the `cdc_health.*` settings).
@@ -189,7 +308,8 @@ pub struct HistoryLimits {
     pub eta_warning_secs: f64,
     /// `budget_exhaustion_soon` critical within this.
     pub eta_critical_secs: f64,
-    /// How much history the growth rate is fitted on.
+    /// How much history the growth rate is fitted on; widened to 2.5 sampling intervals when
+    /// samples are further apart than that, so the fit can hold three.
     pub forecast_window_secs: f64,
     /// `stalled` needs at least this much WAL written and unconfirmed: an idle server still
     /// writes small records (running transactions, checkpoints) that a healthy consumer has
@@ -240,29 +360,29 @@ pub fn forecast(
     ceiling_bytes: i64,
     limits: &HistoryLimits,
 ) -> Forecast {
-    let window = limits.forecast_window_secs;
-    let growth = track.growth_bytes_per_sec(now, window);
+    let fit = track.fit(now, limits.forecast_window_secs);
+    let growth = fit.as_ref().map(|f| f.slope);
     let no_eta = Forecast {
         growth_bytes_per_sec: growth,
         eta_secs: None,
         to: ForecastTarget::None,
     };
-    let Some(rate) = growth.filter(|&g| g > 0.0) else {
+    let Some(fit) = fit.filter(|f| f.slope > 0.0) else {
         return no_eta;
     };
-    if track.last_progress_at.is_some_and(|at| at >= now - window) {
+    if track
+        .last_progress_at
+        .is_some_and(|at| at >= now - fit.window)
+    {
         return no_eta;
     }
     let Some(latest) = track.latest() else {
         return no_eta;
     };
-    let Some(retained) = latest
-        .retained_bytes
-        .filter(|_| latest.wal_status != Some(WalStatus::Lost))
-    else {
+    let Some(retained) = latest.retained_bytes.filter(|_| !latest.lost) else {
         return no_eta;
     };
-    if !track.mostly_growing(now - window) {
+    if !fit.mostly_growing {
         return no_eta;
     }
     let (remaining, to) = match latest.safe_wal_size {
@@ -273,9 +393,14 @@ pub fn forecast(
         ),
         None => return no_eta,
     };
+    // A vanishing rate would put the ETA at infinity: that is no forecast either.
+    let eta = remaining as f64 / fit.slope;
+    if !eta.is_finite() {
+        return no_eta;
+    }
     Forecast {
         growth_bytes_per_sec: growth,
-        eta_secs: Some(remaining as f64 / rate),
+        eta_secs: Some(eta),
         to,
     }
 }
@@ -300,20 +425,29 @@ pub fn history_findings(
 /// is not a stall, and a disconnected consumer is the `inactive` finding's job.
 fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Option<Finding> {
     let latest = track.latest()?;
-    if !latest.active || latest.wal_status == Some(WalStatus::Lost) {
+    if !latest.active || latest.lost {
         return None;
     }
     // The stall clock starts at the last progress or at the (re)connection, whichever is later.
     let progress = (track.last_progress_at?, track.lsn_at_progress?);
-    let (since, lsn_then) = match track.connected_at {
-        Some(connected) if connected.0 > progress.0 => connected,
-        _ => progress,
+    let ((since, lsn_then), txns_then) = match track.connected_at {
+        Some(connected) if connected.0 > progress.0 => (connected, track.txns_at_connection),
+        _ => (progress, track.txns_at_progress),
     };
     let stalled_for = now - since;
     let written = bytes_between(latest.current_lsn, lsn_then);
     let unconfirmed = bytes_between(latest.current_lsn, latest.consumer_lsn()?);
+    // Two signals of "it had something to confirm". Transactions decoded and sent to the
+    // consumer are one at any traffic: an idle server's running-xacts and checkpoint records
+    // are no transactions. Where that count is unknown (physical slots), enough WAL written
+    // and unconfirmed, above what an idle server writes.
+    let sent = match (latest.sent_txns, txns_then) {
+        (Some(now_sent), Some(then)) => now_sent - then,
+        _ => 0,
+    };
     let floor = limits.stall_min_bytes.max(1);
-    if !(stalled_for >= limits.stall_after_secs && written >= floor && unconfirmed >= floor) {
+    let had_something = sent > 0 || (written >= floor && unconfirmed >= floor);
+    if !(stalled_for >= limits.stall_after_secs && unconfirmed > 0 && had_something) {
         return None;
     }
     let severity = if stalled_for >= 4.0 * limits.stall_after_secs {
@@ -321,11 +455,16 @@ fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Optio
     } else {
         Severity::Warning
     };
+    let sent_text = match sent {
+        0 => String::new(),
+        1 => " and sent it 1 transaction".to_string(),
+        n => format!(" and sent it {n} transactions"),
+    };
     Some(Finding::new(
         FindingCode::Stalled,
         severity,
         format!(
-            "connected but has confirmed nothing for {} while the server wrote {} of WAL",
+            "connected but has confirmed nothing for {} while the server wrote {} of WAL{sent_text}",
             pretty_duration(stalled_for),
             pretty_bytes(written)
         ),
@@ -385,6 +524,16 @@ mod tests {
             safe_wal_size: None,
             active: true,
             wal_status: Some(WalStatus::Reserved),
+            lost: false,
+            sent_txns: None,
+        }
+    }
+
+    /// A logical sample that also knows how many transactions were sent to the consumer.
+    fn sending(at: f64, current: u64, confirmed: u64, sent: i64) -> Sample {
+        Sample {
+            sent_txns: Some(sent),
+            ..logical(at, current, confirmed)
         }
     }
 
@@ -688,7 +837,8 @@ mod tests {
     fn no_eta_once_the_latest_sample_is_lost() {
         let limits = HistoryLimits::default();
         let (mut track, now) = stuck_track();
-        track.samples.back_mut().unwrap().wal_status = Some(WalStatus::Lost);
+        let latest = track.samples.back_mut().unwrap();
+        (latest.wal_status, latest.lost) = (Some(WalStatus::Lost), true);
         assert_eq!(forecast(&track, now, 10 * MB, &limits).eta_secs, None);
 
         let (mut track, now) = stuck_track();
@@ -886,10 +1036,91 @@ mod tests {
     }
 
     #[test]
+    fn a_low_traffic_consumer_that_confirms_nothing_sent_is_stalled() {
+        // A few small transactions a second: far below stall_min_wal, but sent and never
+        // confirmed.
+        let limits = HistoryLimits {
+            stall_after_secs: 5.0,
+            ..HistoryLimits::default()
+        };
+        let mut track = track_of([sending(0.0, 1000, 1000, 10)]);
+        for i in 1..=8u32 {
+            let t = f64::from(i);
+            track.record(sending(
+                t,
+                1000 + 2_000 * u64::from(i),
+                1000,
+                10 + 3 * i64::from(i),
+            ));
+        }
+        let (findings, _) = history_findings(&track, T0 + 8.0, 0, &limits);
+        assert_eq!(codes(&findings), ["stalled"], "{findings:?}");
+        assert!(
+            findings[0].summary.contains("sent it 24 transactions"),
+            "{findings:?}"
+        );
+    }
+
+    #[test]
+    fn a_low_traffic_consumer_that_confirms_is_not_stalled() {
+        let limits = HistoryLimits {
+            stall_after_secs: 5.0,
+            ..HistoryLimits::default()
+        };
+        let mut track = track_of([sending(0.0, 1000, 1000, 10)]);
+        for i in 1..=20u64 {
+            let t = i as f64;
+            // Each transaction is confirmed by the next sample.
+            track.record(sending(
+                t,
+                1000 + 2_000 * i,
+                1000 + 2_000 * (i - 1),
+                10 + i as i64,
+            ));
+        }
+        let (findings, _) = history_findings(&track, T0 + 20.0, 0, &limits);
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn an_idle_server_sends_no_transactions_and_nothing_is_stalled() {
+        let limits = HistoryLimits {
+            stall_after_secs: 5.0,
+            ..HistoryLimits::default()
+        };
+        // Running-xacts records move the position a little; no transaction is sent.
+        let mut track = track_of([sending(0.0, 1000, 1000, 10)]);
+        for i in 1..=30u64 {
+            track.record(sending(i as f64, 1000 + 50 * i, 1000, 10));
+        }
+        let (findings, _) = history_findings(&track, T0 + 30.0, 0, &limits);
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
+    fn transactions_sent_before_a_reconnection_do_not_count() {
+        let limits = HistoryLimits {
+            stall_after_secs: 5.0,
+            ..HistoryLimits::default()
+        };
+        let mut track = track_of([sending(0.0, 1000, 1000, 10)]);
+        track.record(sending(1.0, 3000, 1000, 20));
+        let mut gone = sending(2.0, 3000, 1000, 20);
+        gone.active = false;
+        track.record(gone);
+        for i in 3..=12u64 {
+            track.record(sending(i as f64, 3000, 1000, 20));
+        }
+        let (findings, _) = history_findings(&track, T0 + 12.0, 0, &limits);
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    #[test]
     fn lost_slot_is_not_stalled() {
         let mut track = track_of(stuck(0.0, 3, MB as u64));
         track.record(Sample {
             wal_status: Some(WalStatus::Lost),
+            lost: true,
             retained_bytes: None,
             ..logical(300.0, 1000 + 4 * MB as u64, 1000)
         });
@@ -944,6 +1175,195 @@ mod tests {
         assert_eq!(findings[0].severity, Severity::Critical);
         assert_eq!(findings[1].severity, Severity::Warning);
         assert_eq!(f.to, ForecastTarget::Budget);
+    }
+
+    /// A sample of `slot` (a logical slot stuck at 1000) taken at `at` seconds, the server
+    /// having written 1 MB every 10 s since T0.
+    fn sampled(slot: &SlotObservation, at: f64) -> Sample {
+        let mut slot = slot.clone();
+        (slot.restart_lsn, slot.confirmed_flush_lsn) = (Some(1000), Some(1000));
+        Sample::observe(&slot, Some(1000 + (at / 10.0) as u64 * MB as u64), T0 + at)
+    }
+
+    #[test]
+    fn a_sample_is_what_the_worker_saw_with_sizes_only_while_wal_is_held() {
+        let mut slot = SlotObservation::logical("s");
+        slot.restart_lsn = Some(100);
+        slot.safe_wal_size = Some(5000);
+        let s = Sample::observe(&slot, Some(1100), T0);
+        assert_eq!(
+            (s.retained_bytes, s.safe_wal_size, s.current_lsn, s.lost),
+            (Some(1000), Some(5000), 1100, false)
+        );
+        slot.invalidation_reason = Some("rows_removed".into());
+        let s = Sample::observe(&slot, None, T0);
+        assert_eq!(
+            (s.retained_bytes, s.safe_wal_size, s.current_lsn),
+            (None, None, 0)
+        );
+        assert!(
+            s.lost,
+            "an invalidation reason is lost, whatever wal_status says"
+        );
+        assert_eq!(s.wal_status, Some(WalStatus::Reserved));
+    }
+
+    #[test]
+    fn a_slot_invalidated_with_a_reason_is_not_stalled() {
+        let healthy = SlotObservation::logical("s");
+        let mut invalidated = healthy.clone();
+        invalidated.invalidation_reason = Some("wal_level_insufficient".into());
+        let limits = HistoryLimits::default();
+        let watched = |slot: &SlotObservation| {
+            let mut track = track_of([sampled(&healthy, 0.0)]);
+            track.record(sampled(slot, 300.0));
+            codes(&history_findings(&track, T0 + 300.0, 0, &limits).0)
+        };
+        assert_eq!(watched(&healthy), ["stalled"]);
+        assert!(watched(&invalidated).is_empty());
+    }
+
+    #[test]
+    fn no_eta_for_a_slot_invalidated_with_a_reason() {
+        let (mut track, now) = stuck_track();
+        track.samples.back_mut().unwrap().lost = true;
+        let f = forecast(&track, now, 10 * MB, &HistoryLimits::default());
+        assert_eq!((f.eta_secs, f.to), (None, ForecastTarget::None));
+    }
+
+    /// A consumer stuck at 1000 while retained WAL grows 100 bytes/s, sampled every
+    /// `interval` seconds for `span` seconds (T0 .. T0 + span).
+    fn steady(interval: f64, span: f64) -> SlotTrack {
+        let count = (span / interval) as usize;
+        track_of((0..=count).map(|i| {
+            let at = interval * i as f64;
+            logical(at, 1000 + (100.0 * at) as u64, 1000)
+        }))
+    }
+
+    fn limits_with_window(window: f64) -> HistoryLimits {
+        HistoryLimits {
+            forecast_window_secs: window,
+            ..HistoryLimits::default()
+        }
+    }
+
+    #[test]
+    fn a_one_second_interval_forecasts_over_the_default_window() {
+        let track = steady(1.0, 1200.0);
+        let f = forecast(&track, T0 + 1200.0, 10 * MB, &HistoryLimits::default());
+        assert!(
+            (f.growth_bytes_per_sec.unwrap() - 100.0).abs() < 1e-6,
+            "{f:?}"
+        );
+        let left = (10 * MB - 120_000) as f64 / 100.0;
+        assert!((f.eta_secs.unwrap() - left).abs() < 1e-3, "{f:?}");
+        assert_eq!(f.to, ForecastTarget::Ceiling);
+    }
+
+    #[test]
+    fn a_ten_second_interval_forecasts_over_a_day_long_window() {
+        let track = steady(10.0, 100_000.0);
+        let f = forecast(
+            &track,
+            T0 + 100_000.0,
+            100 * MB,
+            &limits_with_window(86_400.0),
+        );
+        assert!(
+            (f.growth_bytes_per_sec.unwrap() - 100.0).abs() < 1e-6,
+            "{f:?}"
+        );
+        assert!(f.eta_secs.is_some(), "{f:?}");
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_interval_fits_the_last_samples() {
+        let track = steady(3600.0, 10.0 * 3600.0);
+        let f = forecast(&track, T0 + 36_000.0, 100 * MB, &limits_with_window(10.0));
+        assert!(
+            (f.growth_bytes_per_sec.unwrap() - 100.0).abs() < 1e-6,
+            "{f:?}"
+        );
+        assert!(f.eta_secs.is_some(), "{f:?}");
+        // A consumer that confirmed within those samples is advancing: no forecast.
+        let mut track = track;
+        track.last_progress_at = Some(T0 + 36_000.0 - 7000.0);
+        let f = forecast(&track, T0 + 36_000.0, 100 * MB, &limits_with_window(10.0));
+        assert_eq!(f.eta_secs, None);
+    }
+
+    #[test]
+    fn every_allowed_interval_and_window_forecasts_steady_growth() {
+        let intervals = [
+            1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 17.0, 33.0, 60.0, 100.0, 257.0, 300.0, 343.0, 600.0,
+            1000.0, 2049.0, 3600.0,
+        ];
+        let windows = [
+            10.0, 30.0, 100.0, 252.0, 253.0, 600.0, 1000.0, 1920.0, 2000.0, 2530.0, 5000.0,
+            15_360.0, 16_000.0, 21_600.0, 50_000.0, 86_400.0,
+        ];
+        for interval in intervals {
+            // Long enough for the first sample (which counts as progress) to leave every window.
+            let span = 1.2 * 86_400.0 + 3.0 * interval;
+            let track = steady(interval, span);
+            let now = T0 + (span / interval).floor() * interval;
+            for window in windows {
+                let f = forecast(&track, now, 1 << 40, &limits_with_window(window));
+                let growth = f.growth_bytes_per_sec.unwrap_or(f64::NAN);
+                assert!(
+                    f.eta_secs.is_some() && (growth - 100.0).abs() < 1e-6,
+                    "interval {interval} s, window {window} s: {f:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_forecast_while_the_slot_advances_at_a_short_interval() {
+        // The consumer confirms every second but falls behind: retained WAL grows 50 bytes/s.
+        let track = track_of((0..=1200).map(|i| {
+            let at = f64::from(i);
+            logical(at, 1000 + 100 * i as u64, 1000 + 50 * i as u64)
+        }));
+        let f = forecast(&track, T0 + 1200.0, 10 * MB, &HistoryLimits::default());
+        assert!(
+            (f.growth_bytes_per_sec.unwrap() - 50.0).abs() < 1e-6,
+            "growth shown"
+        );
+        assert_eq!((f.eta_secs, f.to), (None, ForecastTarget::None));
+    }
+
+    #[test]
+    fn thinned_rings_keep_one_point_per_spacing_and_restart_after_the_clock_steps_back() {
+        let track = steady(10.0, 1000.0);
+        let times = |k: usize, track: &SlotTrack| -> Vec<f64> {
+            track.thinned[k].iter().map(|p| p.at - T0).collect()
+        };
+        // Every 40 s is the first sample at least 32 s after the last kept one.
+        assert_eq!(times(0, &track).len(), THINNED_POINTS);
+        assert_eq!(times(0, &track).last(), Some(&1000.0));
+        assert!(times(0, &track).windows(2).all(|w| w[1] - w[0] == 40.0));
+        assert_eq!(times(1, &track), [0.0, 260.0, 520.0, 780.0]);
+        assert_eq!(times(2, &track), [0.0]);
+        let mut track = track;
+        track.record(logical(-50.0, 1000, 1000));
+        assert_eq!(times(2, &track), [0.0, -50.0], "a clock step back is kept");
+        let mut unknown = logical(5000.0, 1000, 1000);
+        unknown.retained_bytes = None;
+        track.record(unknown);
+        assert_eq!(
+            times(2, &track),
+            [0.0, -50.0],
+            "only known retained WAL is kept"
+        );
+    }
+
+    #[test]
+    fn thinned_rings_grow_shared_memory_by_under_a_fifth() {
+        let thinned = std::mem::size_of::<[heapless::Deque<FitPoint, THINNED_POINTS>; 3]>();
+        let samples = std::mem::size_of::<heapless::Deque<Sample, SAMPLES_PER_SLOT>>();
+        assert!(thinned * 5 < samples, "{thinned} bytes against {samples}");
     }
 
     #[test]

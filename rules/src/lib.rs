@@ -7,12 +7,15 @@
 pub mod alerts;
 pub mod assessment;
 pub mod clickhouse;
+pub mod disclosure;
 pub mod finding;
 pub mod history;
 pub mod history_pacing;
 pub mod lsn;
 pub mod mirrors;
 pub mod observation;
+#[cfg(test)]
+mod proptests;
 pub mod remediation;
 pub mod sparkline;
 pub mod transactions;
@@ -25,7 +28,7 @@ pub use alerts::{
 pub use assessment::{assess_slot, worst_first, SlotAssessment, Thresholds};
 pub use finding::{Finding, FindingCode, Severity};
 pub use history::{
-    forecast, history_findings, Forecast, ForecastTarget, HistoryLimits, Sample, SlotTrack,
-    SAMPLES_PER_SLOT,
+    forecast, history_findings, FitPoint, Forecast, ForecastTarget, HistoryLimits, Sample,
+    SlotTrack, SAMPLES_PER_SLOT,
 };
 pub use observation::{ServerObservation, SlotObservation, SlotType, WalStatus};

@@ -22,7 +22,9 @@ impl std::error::Error for LsnParseError {}
 pub fn parse_lsn(text: &str) -> Result<u64, LsnParseError> {
     let err = || LsnParseError(text.to_string());
     let (hi, lo) = text.split_once('/').ok_or_else(err)?;
-    let valid = |part: &str| !part.is_empty() && part.len() <= 8;
+    // Only hex digits, as pg_lsn: `from_str_radix` alone would also take a sign (`+A/+4`).
+    let valid =
+        |part: &str| (1..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid(hi) || !valid(lo) {
         return Err(err());
     }
@@ -79,6 +81,26 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn signs_and_non_hex_digits_are_rejected_like_pg_lsn_does() {
+        for bad in [
+            "+A/+4",
+            "+0/0",
+            "0/+1",
+            "-0/0",
+            "0x1/0",
+            "1/0 ",
+            "\u{0661}/0",
+        ] {
+            assert!(parse_lsn(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_lsn("00000000/00000001").unwrap(),
+            1,
+            "leading zeros are digits"
+        );
     }
 
     #[test]

@@ -26,11 +26,15 @@ pub struct MirrorCheck {
     pub max_row_drift: Option<i64>,
 }
 
-/// Count and newest time of one side; `newest` is seconds since the epoch.
+/// Count and newest time of one side; times are seconds since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SideFigures {
     pub rows: Option<i64>,
     pub newest: Option<f64>,
+    /// Source side of a mirror check: the oldest time at least a second newer than the
+    /// target's newest, i.e. the oldest change the target does not have (`None`: none, or
+    /// not measured; the gap between the newest times then stands in).
+    pub oldest_missing: Option<f64>,
 }
 
 /// One probe's outcome.
@@ -84,7 +88,21 @@ pub fn assess_mirror(check: &MirrorCheck, probe: &Probe) -> MirrorVerdict {
     };
     let lag = match check.kind {
         CheckKind::Freshness => target.newest.map(|t| (now - t).max(0.0)),
-        CheckKind::Mirror | CheckKind::Heartbeat => match (source.newest, target.newest) {
+        // A mirror is as far behind as the oldest source change it does not have is old: that
+        // age keeps growing while the target misses rows, even once the source goes quiet
+        // (the gap between the two newest times would freeze).
+        CheckKind::Mirror => match (source.newest, target.newest) {
+            (Some(s), Some(t)) if s > t => Some(match source.oldest_missing {
+                Some(oldest) => (now - oldest).max(0.0),
+                // Not measured: the gap between the newest times, a lower bound.
+                None => s - t,
+            }),
+            (Some(_), Some(_)) | (None, _) => Some(0.0),
+            (Some(_), None) => None,
+        },
+        // The heartbeat row is overwritten in place and beats on: the gap between the two
+        // beats is the end-to-end latency.
+        CheckKind::Heartbeat => match (source.newest, target.newest) {
             (Some(s), Some(t)) => Some((s - t).max(0.0)),
             // Nothing at the source: nothing to be behind on.
             (None, _) => Some(0.0),
@@ -196,7 +214,63 @@ mod tests {
         SideFigures {
             rows: Some(rows),
             newest,
+            oldest_missing: None,
         }
+    }
+
+    #[test]
+    fn a_mirror_that_missed_a_burst_goes_stale_after_the_source_goes_quiet() {
+        // 50 rows written at 1000..1004 s, the target stopped at 999; the source then quiet.
+        let source = SideFigures {
+            rows: Some(150),
+            newest: Some(1004.0),
+            oldest_missing: Some(1000.0),
+        };
+        let target = side(100, Some(999.0));
+        let mut c = check(CheckKind::Mirror);
+        c.max_lag_secs = 5.0;
+        c.max_row_drift = None;
+        let at = |now: f64| {
+            assess_mirror(
+                &c,
+                &Probe::Done {
+                    source,
+                    target,
+                    now,
+                },
+            )
+        };
+        assert!(
+            at(1004.5).findings.is_empty(),
+            "within the limit right after the burst"
+        );
+        let later = at(1010.0);
+        assert_eq!(
+            later.lag_secs,
+            Some(10.0),
+            "the missing changes are 10 s old"
+        );
+        assert_eq!(later.findings[0].code, FindingCode::MirrorStale);
+        assert_eq!(at(1100.0).lag_secs, Some(100.0), "and keep ageing");
+    }
+
+    #[test]
+    fn a_mirror_that_has_everything_is_not_behind() {
+        let source = SideFigures {
+            rows: Some(10),
+            newest: Some(500.0),
+            oldest_missing: None,
+        };
+        let v = assess_mirror(
+            &check(CheckKind::Mirror),
+            &Probe::Done {
+                source,
+                target: side(10, Some(500.0)),
+                now: 9000.0,
+            },
+        );
+        assert_eq!(v.lag_secs, Some(0.0));
+        assert!(v.findings.is_empty());
     }
 
     fn done(source: SideFigures, target: SideFigures) -> Probe {

@@ -87,6 +87,9 @@ pub struct SlotObservation {
     /// Seconds without a consumer, when known: from `inactive_since` (17+) or from the
     /// background worker's own watch. `None` means unknown, not zero.
     pub inactive_for_secs: Option<f64>,
+    /// Transactions decoded and sent to the slot's consumer so far
+    /// (`pg_stat_replication_slots.total_txns`, logical slots); `None` when unknown.
+    pub sent_txns: Option<i64>,
 }
 
 impl SlotObservation {
@@ -118,6 +121,7 @@ impl SlotObservation {
             catalog_xmin_age: Some(1),
             invalidation_reason: None,
             inactive_for_secs: None,
+            sent_txns: None,
         }
     }
 }

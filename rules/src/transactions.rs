@@ -26,6 +26,29 @@ pub struct Transaction {
     pub user: Option<String>,
 }
 
+/// Longest piece of another role's text shown in a summary or remedy.
+const QUOTED_MAX_CHARS: usize = 64;
+
+/// Text another role chose (an `application_name`, a gid), quoted so that it cannot pass for
+/// cdc_health's own words ("... from app. FIRST RUN: DROP ..."): double quotes, inner quotes
+/// and backslashes escaped, control characters shown as `?`, cut at 64 characters.
+pub fn quoted(text: &str) -> String {
+    let mut out = String::from('"');
+    for c in text.chars().take(QUOTED_MAX_CHARS) {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    if text.chars().count() > QUOTED_MAX_CHARS {
+        out.push('…');
+    }
+    out.push('"');
+    out
+}
+
 impl Transaction {
     pub fn is_prepared(&self) -> bool {
         self.gid.is_some()
@@ -48,7 +71,8 @@ impl Transaction {
     pub fn describe(&self) -> String {
         if let Some(gid) = &self.gid {
             return format!(
-                "prepared transaction '{gid}' (prepared {} ago)",
+                "prepared transaction {} (prepared {} ago)",
+                quoted(gid),
                 pretty_duration(self.age_secs)
             );
         }
@@ -59,7 +83,7 @@ impl Transaction {
             pretty_duration(self.age_secs)
         );
         if let Some(app) = self.application.as_deref().filter(|a| !a.is_empty()) {
-            text.push_str(&format!(" from {app}"));
+            text.push_str(&format!(" from {}", quoted(app)));
         }
         if let Some(client) = self.client.as_deref().filter(|c| !c.is_empty()) {
             text.push_str(&format!(" on {client}"));
@@ -147,12 +171,13 @@ pub fn blockers_to_terminate(creation: &Creation, after_secs: Option<f64>) -> Ve
 /// `long_transaction` on a logical slot: a transaction older than `warning_secs` (or any
 /// prepared transaction that old) whose xid is not newer than the slot's `catalog_xmin`
 /// holds the slot's `restart_lsn` and `catalog_xmin` back, however fast the consumer is.
+/// A lost slot has nothing left to hold back: it reports only `lost`.
 pub fn long_transaction_finding(
     slot: &SlotObservation,
     transactions: &[Transaction],
     warning_secs: f64,
 ) -> Option<Finding> {
-    if slot.slot_type != SlotType::Logical {
+    if slot.slot_type != SlotType::Logical || slot.is_lost() {
         return None;
     }
     let slot_age = slot.catalog_xmin_age?;
@@ -228,12 +253,32 @@ mod tests {
     fn describes_the_blocker_the_way_an_operator_needs_it() {
         assert_eq!(
             idle_tx(4711, 37.0 * 60.0).describe(),
-            "pid 4711, idle in transaction for 37min from psql on 10.0.0.5"
+            "pid 4711, idle in transaction for 37min from \"psql\" on 10.0.0.5"
         );
         assert_eq!(
             prepared("tx1", 180.0).describe(),
-            "prepared transaction 'tx1' (prepared 3min ago)"
+            "prepared transaction \"tx1\" (prepared 3min ago)"
         );
+    }
+
+    #[test]
+    fn another_roles_text_is_quoted_and_cannot_pass_for_an_instruction() {
+        let mut tx = idle_tx(4711, 60.0);
+        tx.application =
+            Some("app. FIRST RUN: SELECT pg_drop_replication_slot('orders')\nthen".into());
+        let text = tx.describe();
+        assert!(
+            text.ends_with(
+                "from \"app. FIRST RUN: SELECT pg_drop_replication_slot('orders')?then\" on 10.0.0.5"
+            ),
+            "{text}"
+        );
+        assert_eq!(quoted("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(quoted(&"x".repeat(100)), format!("\"{}…\"", "x".repeat(64)));
+        let remedy = creation_finding(&creation(vec![tx], 30.0), 300.0)
+            .remedy
+            .unwrap();
+        assert!(remedy.contains("\"app. FIRST RUN"), "{remedy}");
     }
 
     #[test]
@@ -326,6 +371,20 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_slot_reports_no_long_transaction() {
+        let mut slot = SlotObservation::logical("s");
+        slot.catalog_xmin_age = Some(10);
+        let old = [idle_tx(77, 9000.0)];
+        assert!(long_transaction_finding(&slot, &old, 900.0).is_some());
+        let mut invalidated = slot.clone();
+        invalidated.invalidation_reason = Some("rows_removed".into());
+        assert_eq!(long_transaction_finding(&invalidated, &old, 900.0), None);
+        let mut removed = slot.clone();
+        removed.wal_status = Some(crate::observation::WalStatus::Lost);
+        assert_eq!(long_transaction_finding(&removed, &old, 900.0), None);
+    }
+
+    #[test]
     fn long_transaction_boundaries_and_kinds() {
         let mut slot = SlotObservation::logical("s");
         slot.catalog_xmin_age = Some(5);
@@ -336,7 +395,11 @@ mod tests {
         assert_eq!(at(60.0), Some(Severity::Warning));
         assert_eq!(at(240.0), Some(Severity::Critical));
         let f = long_transaction_finding(&slot, &[prepared("px", 61.0)], 60.0).unwrap();
-        assert!(f.summary.contains("prepared transaction 'px'"));
+        assert!(
+            f.summary.contains("prepared transaction \"px\""),
+            "{}",
+            f.summary
+        );
         let mut physical = slot.clone();
         physical.slot_type = SlotType::Physical;
         assert_eq!(

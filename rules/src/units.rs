@@ -1,18 +1,31 @@
 //! Human-readable sizes and durations for summaries and remediation texts.
 
 /// Bytes in binary units with at most one decimal, e.g. `1.5 GB` (PostgreSQL's `GB` is 1024^3).
+/// The figure is rounded before the unit is chosen, so it never reads `1024 kB` or `2.0 kB`:
+/// a value that rounds up to 1024 of a unit is shown as 1 of the next.
 pub fn pretty_bytes(bytes: i64) -> String {
     const UNITS: [&str; 6] = ["bytes", "kB", "MB", "GB", "TB", "PB"];
-    let mut value = bytes.unsigned_abs() as f64;
+    let sign = if bytes < 0 { "-" } else { "" };
+    let exact = bytes.unsigned_abs();
+    if exact < 1024 {
+        return format!("{sign}{exact} bytes");
+    }
+    // As shown: whole numbers from 100 on, one decimal below.
+    let shown = |v: f64| {
+        if v >= 100.0 {
+            v.round()
+        } else {
+            (v * 10.0).round() / 10.0
+        }
+    };
+    let mut value = exact as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
+    while unit < UNITS.len() - 1 && shown(value) >= 1024.0 {
         value /= 1024.0;
         unit += 1;
     }
-    let sign = if bytes < 0 { "-" } else { "" };
-    if unit == 0 {
-        format!("{sign}{} bytes", bytes.unsigned_abs())
-    } else if value.fract() < 0.05 || value >= 100.0 {
+    let value = shown(value);
+    if value.fract() == 0.0 {
         format!("{sign}{value:.0} {}", UNITS[unit])
     } else {
         format!("{sign}{value:.1} {}", UNITS[unit])
@@ -55,6 +68,23 @@ mod tests {
         assert_eq!(pretty_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GB");
         assert_eq!(pretty_bytes(-2048), "-2 kB");
         assert_eq!(pretty_bytes(i64::MAX), "8192 PB");
+    }
+
+    #[test]
+    fn rounding_carries_into_the_next_unit_instead_of_showing_1024() {
+        assert_eq!(pretty_bytes(1_048_575), "1 MB");
+        assert_eq!(pretty_bytes(2047), "2 kB");
+        assert_eq!(pretty_bytes(1023 * 1024 + 500), "1023 kB");
+        assert_eq!(pretty_bytes((1 << 30) - 1), "1 GB");
+        assert_eq!(pretty_bytes(-1_048_575), "-1 MB");
+        assert_eq!(pretty_bytes(102_348), "99.9 kB");
+        assert_eq!(
+            pretty_bytes(102_349),
+            "100 kB",
+            "99.95 kB rounds to a whole 100"
+        );
+        assert_eq!(pretty_bytes(1076), "1.1 kB");
+        assert_eq!(pretty_bytes(i64::MIN), "-8192 PB");
     }
 
     #[test]

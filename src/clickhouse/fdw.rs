@@ -257,7 +257,7 @@ unsafe extern "C-unwind" fn begin_scan(node: *mut pg_sys::ForeignScanState, efla
         needed,
         inputs,
         stream,
-        reader: RowReader::default(),
+        reader: super::new_reader(),
         ended: false,
         mapping: None,
     };
@@ -308,12 +308,9 @@ impl Scan {
                 return false;
             }
             let stream = self.stream.as_mut().expect("a started scan");
-            match stream.next() {
-                Ok(Some(chunk)) => self.reader.push(&chunk),
-                Ok(None) => {
-                    self.ended = true;
-                    self.reader.finish();
-                }
+            match stream.feed(&mut self.reader) {
+                Ok(true) => {}
+                Ok(false) => self.ended = true,
                 Err(e) => fail(self.relid, e),
             }
         }
@@ -392,7 +389,7 @@ unsafe extern "C-unwind" fn rescan(node: *mut pg_sys::ForeignScanState) {
         &scan.remote.credentials,
         scan.sql.clone(),
     ));
-    scan.reader = RowReader::default();
+    scan.reader = super::new_reader();
     scan.ended = false;
     scan.mapping = None;
 }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use cdc_health_rules::clickhouse::{quote_literal, remote_error, Server};
+use cdc_health_rules::clickhouse::{quote_literal, remote_error, RowReader, Server};
 use pgrx::pg_sys;
 
 /// Credentials from the user mapping.
@@ -20,6 +20,8 @@ pub struct Credentials {
 }
 
 enum Chunk {
+    /// The response's `X-ClickHouse-Exception-Tag` (25.11+), before any body bytes.
+    Tag(String),
     Data(Vec<u8>),
     End,
     Failed(String),
@@ -39,6 +41,7 @@ pub struct Stream {
     credentials: Credentials,
     query_id: String,
     done: bool,
+    tag: Option<String>,
     pub bytes_received: u64,
 }
 
@@ -47,6 +50,10 @@ fn agent(server: &Server) -> ureq::Agent {
         .timeout_connect(Some(server.connect_timeout))
         .timeout_global(Some(server.timeout))
         .http_status_as_error(false)
+        // The credentials go in headers: never to wherever a redirect points, and never
+        // through a proxy the server's environment happens to name.
+        .max_redirects(0)
+        .proxy(None)
         .user_agent("cdc_health")
         .build()
         .into()
@@ -100,6 +107,13 @@ fn run(
         .get("X-ClickHouse-Exception-Code")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if let Some(tag) = response
+        .headers()
+        .get("X-ClickHouse-Exception-Tag")
+        .and_then(|v| v.to_str().ok())
+    {
+        let _ = tx.send(Chunk::Tag(tag.to_string()));
+    }
     let mut reader = response.into_body().into_reader();
     if status >= 300 {
         let mut body = Vec::new();
@@ -192,6 +206,7 @@ pub fn start(server: &Server, credentials: &Credentials, sql: String) -> Stream 
         credentials: credentials.clone(),
         query_id,
         done: false,
+        tag: None,
         bytes_received: 0,
     }
 }
@@ -209,14 +224,34 @@ fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
 }
 
 impl Stream {
+    /// Pushes the next chunk of the answer into `reader` (telling it the exception tag first);
+    /// false at the end of the answer, after `reader.finish()`. An error is the message to
+    /// report.
+    pub fn feed(&mut self, reader: &mut RowReader) -> Result<bool, String> {
+        match self.next()? {
+            Some(chunk) => {
+                if let Some(tag) = self.tag.take() {
+                    reader.set_exception_tag(Some(&tag));
+                }
+                reader.push(&chunk);
+                Ok(true)
+            }
+            None => {
+                reader.finish();
+                Ok(false)
+            }
+        }
+    }
+
     /// The next chunk of the answer, `None` at its end. Waits while answering interrupts;
     /// an error is the message to report.
-    pub fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
+    fn next(&mut self) -> Result<Option<Vec<u8>>, String> {
         if self.done {
             return Ok(None);
         }
         loop {
             match self.rx.recv_timeout(POLL) {
+                Ok(Chunk::Tag(tag)) => self.tag = Some(tag),
                 Ok(Chunk::Data(d)) => {
                     self.bytes_received += d.len() as u64;
                     return Ok(Some(d));

@@ -53,6 +53,11 @@ pub fn relation_name(relid: pg_sys::Oid) -> String {
     }
 }
 
+/// A reader of ClickHouse's answer, its lines capped by `cdc_health.clickhouse_max_line`.
+pub fn new_reader() -> RowReader {
+    RowReader::new(crate::settings::clickhouse_max_line_bytes())
+}
+
 fn fail(relid: pg_sys::Oid, why: String) -> ! {
     ereport!(
         PgLogLevel::ERROR,
@@ -135,8 +140,13 @@ pub fn is_clickhouse_table(relid: pg_sys::Oid) -> bool {
          WHERE t.ftrelid = $1 AND w.fdwname = 'cdc_health_clickhouse')",
         &[relid.into()],
     )
-    .ok()
-    .flatten()
+    // A failed lookup is an error, not "some other kind of table".
+    .unwrap_or_else(|e| {
+        error!(
+            "cdc_health: looking up the foreign table {}: {e}",
+            relid.to_u32()
+        )
+    })
     .unwrap_or(false)
 }
 
@@ -151,12 +161,12 @@ pub fn aggregate(relid: pg_sys::Oid, select_list: &str) -> (Vec<Option<String>>,
         cdc_health_rules::clickhouse::WIRE_FORMAT
     );
     let mut stream = http::start(&remote.server, &remote.credentials, sql);
-    let mut reader = RowReader::default();
+    let mut reader = new_reader();
     let mut first = None;
     loop {
-        match stream.next() {
-            Ok(Some(chunk)) => reader.push(&chunk),
-            Ok(None) => break,
+        match stream.feed(&mut reader) {
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => fail(relid, e),
         }
         if first.is_none() {
@@ -166,7 +176,6 @@ pub fn aggregate(relid: pg_sys::Oid, select_list: &str) -> (Vec<Option<String>>,
                 .map(|r| r.to_vec());
         }
     }
-    reader.finish();
     if first.is_none() {
         first = reader
             .next_row()

@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 mod rows;
-pub use rows::{base_type, exception_in_stream, parse_row, pg_text, RowReader, Target};
+pub use rows::{
+    base_type, exception_in_stream, parse_row, pg_text, RowReader, Target, DEFAULT_MAX_LINE_BYTES,
+    MIN_MAX_LINE_BYTES,
+};
 
 /// Where an option is set; each place accepts its own names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +94,14 @@ fn check_value(name: &str, value: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("invalid value for option \"{name}\": {why}"));
     match name {
         "url" => check_url(value).map_err(|why| format!("invalid value for option \"url\": {why}")),
-        "connect_timeout" | "timeout" => match parse_duration(value) {
-            Some(d) if d.is_zero() => bad("must be more than 0"),
-            Some(d) if d > MAX_TIMEOUT => bad("must be at most 1 day"),
-            Some(_) => Ok(()),
-            None => bad("expected a duration such as '10s', '500ms' or '2min'"),
+        "connect_timeout" | "timeout" => match read_duration(value) {
+            Ok(d) if d.is_zero() => bad("must be more than 0"),
+            Ok(d) if d > MAX_TIMEOUT => bad("must be at most 1 day"),
+            Ok(_) => Ok(()),
+            Err(DurationError::TooLong) => bad("must be at most 1 day"),
+            Err(DurationError::Malformed) => {
+                bad("expected a duration such as '10s', '500ms' or '2min'")
+            }
         },
         "database" | "user" | "column_name" if value.is_empty() => bad("must not be empty"),
         "timezone" if !is_zone_name(value) => {
@@ -149,22 +155,78 @@ fn is_zone_name(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "_/+-:".contains(c))
 }
 
-/// A duration written as `10s`, `500ms`, `2min`, `1h` or a bare number of seconds.
+/// The longest duration [`read_duration`] accepts: `u32::MAX` seconds (about 136 years), far
+/// past any timeout and well inside what `Duration` holds.
+pub const MAX_DURATION: Duration = Duration::from_secs(u32::MAX as u64);
+
+/// Why a duration was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a number with a known unit.
+    Malformed,
+    /// Longer than [`MAX_DURATION`].
+    TooLong,
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("expected a duration such as '10s', '500ms' or '2min'"),
+            Self::TooLong => write!(
+                f,
+                "must be at most {} seconds (about 136 years)",
+                MAX_DURATION.as_secs()
+            ),
+        }
+    }
+}
+
+/// A duration written as `10s`, `500ms`, `2min`, `1h` or a bare number of seconds; `None`
+/// when [`read_duration`] refuses it.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    read_duration(text).ok()
+}
+
+/// [`parse_duration`], saying why a text was refused.
+///
+/// Read in whole nanoseconds rather than through `f64`: a float holds few decimals exactly
+/// (`3ms` would come back as 2.999999 ms), and `Duration::from_secs_f64` panics on values
+/// it cannot hold, which a server option must never make it do.
+pub fn read_duration(text: &str) -> Result<Duration, DurationError> {
+    const NANOS: u128 = 1_000_000_000;
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "secs" | "seconds" => number,
-        "ms" => number / 1000.0,
-        "min" | "mins" | "minutes" => number * 60.0,
-        "h" | "hours" => number * 3600.0,
-        _ => return None,
+    let per_unit: u128 = match unit.trim() {
+        "" | "s" | "sec" | "secs" | "seconds" => NANOS,
+        "ms" => NANOS / 1000,
+        "min" | "mins" | "minutes" => 60 * NANOS,
+        "h" | "hours" => 3600 * NANOS,
+        _ => return Err(DurationError::Malformed),
     };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err(DurationError::Malformed);
+    }
+    let limit = u128::from(MAX_DURATION.as_secs()) * NANOS;
+    // Saturating just past the limit: however many digits follow, it stays too long.
+    let digits = |text: &str| {
+        text.bytes()
+            .fold(0u128, |n, d| (n * 10 + u128::from(d - b'0')).min(limit + 1))
+    };
+    let whole = digits(whole).saturating_mul(per_unit);
+    // Digits past the nanosecond change nothing; 21 cover an hour's 3.6e12 ns.
+    let fraction = &fraction[..fraction.len().min(21)];
+    let nanos = whole + digits(fraction) * per_unit / 10u128.pow(fraction.len() as u32);
+    if nanos > limit {
+        return Err(DurationError::TooLong);
+    }
+    Ok(Duration::new(
+        (nanos / NANOS) as u64,
+        (nanos % NANOS) as u32,
+    ))
 }
 
 /// `db.table` or `table`, as (database, table).
@@ -287,7 +349,7 @@ impl std::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.code {
             Some(code) => write!(f, "ClickHouse error {code}: {}", self.message),
-            None => write!(f, "ClickHouse error: {}", self.message),
+            None => f.write_str(&self.message),
         }
     }
 }
@@ -304,6 +366,24 @@ pub fn remote_error(status: u16, code_header: Option<&str>, body: &str) -> Remot
         let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
     });
+    let clickhouse = code.is_some() || body.contains("DB::Exception");
+    if !clickhouse {
+        // Not ClickHouse's answer (a proxy, a load balancer, a login page, another server a
+        // redirect points at): its body may say anything about the network, so it is not
+        // repeated in messages that reach the check's owner and the logs.
+        let message = match status {
+            300..=399 => format!(
+                "HTTP status {status}: a redirect, which is not followed (point the server's \
+                 url option at ClickHouse itself)"
+            ),
+            _ if body.is_empty() => format!("HTTP status {status} with an empty body"),
+            _ => format!(
+                "HTTP status {status} from a server that does not answer as ClickHouse does \
+                 (its body is not shown)"
+            ),
+        };
+        return RemoteError { code, message };
+    }
     let mut message = match body.split_once("DB::Exception: ") {
         Some((_, rest)) => {
             let end = [", e.what() = ", " (version "]
@@ -386,6 +466,60 @@ mod tests {
     }
 
     #[test]
+    fn durations_too_long_to_hold_are_refused_instead_of_panicking() {
+        for text in [
+            "6000000000000000h",
+            "400000000000000000min",
+            "20000000000000000000",
+            &"9".repeat(400),
+        ] {
+            assert_eq!(read_duration(text), Err(DurationError::TooLong), "{text}");
+            assert_eq!(parse_duration(text), None);
+            let err = validate(OptionPlace::Server, &opts(&[("timeout", text)])).unwrap_err();
+            assert_eq!(
+                err, "invalid value for option \"timeout\": must be at most 1 day",
+                "{text}"
+            );
+        }
+        assert!(DurationError::TooLong
+            .to_string()
+            .contains("at most 4294967295 seconds"));
+        assert_eq!(read_duration("4294967295s"), Ok(MAX_DURATION));
+        assert_eq!(
+            read_duration("4294967295.000000001"),
+            Err(DurationError::TooLong)
+        );
+        assert_eq!(
+            read_duration("71582788min"),
+            Ok(Duration::from_secs(4_294_967_280))
+        );
+    }
+
+    #[test]
+    fn durations_are_read_to_the_nanosecond_without_floats() {
+        assert_eq!(read_duration("3ms"), Ok(Duration::from_millis(3)));
+        assert_eq!(read_duration("0.001"), Ok(Duration::from_millis(1)));
+        assert_eq!(read_duration(".5min"), Ok(Duration::from_secs(30)));
+        assert_eq!(read_duration("1."), Ok(Duration::from_secs(1)));
+        assert_eq!(
+            read_duration("0000000000000000000000001h"),
+            Ok(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            read_duration("1.0000000001"),
+            Ok(Duration::from_secs(1)),
+            "below 1 ns"
+        );
+        assert_eq!(
+            read_duration("0.000000001h"),
+            Ok(Duration::from_nanos(3600))
+        );
+        for bad in [".", "", "1.2.3", "-1s", "+1s", "1e3", "s", "1 2s"] {
+            assert_eq!(read_duration(bad), Err(DurationError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_foreign_table_reads_a_table_or_a_query() {
         let check = |o: &[(&str, &str)]| validate(OptionPlace::ForeignTable, &opts(o));
         assert!(check(&[("table", "db.t")]).is_ok());
@@ -430,6 +564,22 @@ mod tests {
     }
 
     #[test]
+    fn a_body_that_is_not_clickhouses_is_not_echoed() {
+        let moved = remote_error(302, None, "<html>moved to http://10.0.0.9/admin</html>");
+        assert_eq!(moved.code, None);
+        assert!(moved.message.contains("302") && moved.message.contains("redirect"));
+        assert!(!moved.to_string().contains("10.0.0.9"), "{moved}");
+        let proxy = remote_error(502, None, "Bad gateway: upstream 10.0.0.9:8123 refused");
+        assert!(proxy.message.contains("502") && !proxy.message.contains("10.0.0.9"));
+        let real = remote_error(
+            403,
+            Some("516"),
+            "Code: 516. DB::Exception: x: Authentication failed",
+        );
+        assert_eq!(real.code, Some(516));
+    }
+
+    #[test]
     fn errors_of_old_and_new_servers() {
         let old = remote_error(
             404,
@@ -457,7 +607,11 @@ mod tests {
         let bare = remote_error(502, None, "");
         assert_eq!(bare.code, None);
         assert!(bare.message.contains("502"));
-        let long = remote_error(500, None, &"é".repeat(2000));
+        let long = remote_error(
+            500,
+            None,
+            &format!("Code: 1. DB::Exception: {}", "é".repeat(2000)),
+        );
         assert!(long.message.len() <= MAX_MESSAGE + 3);
         assert!(
             exception_in_stream(b"Code: 241, e.displayText() = DB::Exception: Memory limit")
