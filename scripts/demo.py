@@ -74,9 +74,12 @@ def step_wal(pg, segments, checkpoint):
 def forecast_demo(pg, listener):
     """Orders keep coming at a steady rate while debezium_down is abandoned: its retained WAL
     grows steadily and the forecast of its loss counts down."""
-    print("\n--- 4b. orders keep coming, about 2 MB of WAL a second: the forecast counts down\n")
+    print("\n--- 4b. order events keep coming, about 2 MB of WAL a second: the forecast "
+          "counts down\n")
+    pg.sql("CREATE TABLE order_events (id bigserial PRIMARY KEY, payload text)")
     for i in range(14):
-        pg.sql("INSERT INTO orders (note) SELECT repeat('y', 400) FROM generate_series(1, 4000)")
+        pg.sql("INSERT INTO order_events (payload) SELECT repeat('y', 400) "
+               "FROM generate_series(1, 4000)")
         time.sleep(1.0)
         row = pg.health("debezium_down")
         eta = row["eta_to_lost"]
