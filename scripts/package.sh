@@ -62,7 +62,9 @@ Depends: postgresql-$major, libc6 (>= $glibc), libgcc-s1
 Section: database
 Priority: optional
 Installed-Size: $size_kb
-Description: $description
+Description: health of change-data-capture pipelines, for PostgreSQL $major
+ $description
+ .
  PostgreSQL $major extension: health of replication slots (lost, unreserved, inactive,
  stalled consumers, retained WAL against max_slot_wal_keep_size, loss forecast), alerts in
  a table and over NOTIFY, slot-creation unblocking and mirror freshness checks, with a
