@@ -10,6 +10,9 @@ version="${1:?usage: build-release.sh VERSION MAJOR}"
 major="${2:?usage: build-release.sh VERSION MAJOR}"
 commit="$(awk -v v="$version" '$1 == v { print $2 }' sql/RELEASES)"
 [[ -n "$commit" ]] || { echo "build-release.sh: $version is not in sql/RELEASES" >&2; exit 2; }
+majors="$(awk -v v="$version" '$1 == v { print $4 }' sql/RELEASES)"
+[[ ",$majors," == *",$major,"* ]] || {
+  echo "build-release.sh: $version was released for PostgreSQL $majors, not $major" >&2; exit 2; }
 pg_config="$(pg_config_for "$major")"
 out="$CDC_HEALTH_CACHE/releases/$version-${commit:0:12}/pg$major"
 if [[ ! -f "$out/built" ]]; then

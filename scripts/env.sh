@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CDC_HEALTH_CACHE/target}"
 # Every major the project builds for (pgrx's config names them all at once).
 export CDC_HEALTH_PG_SUPPORTED="15 16 17 18"
 # PostgreSQL major versions the tests run on.
-export CDC_HEALTH_PG_VERSIONS="${CDC_HEALTH_PG_VERSIONS:-15 17}"
+export CDC_HEALTH_PG_VERSIONS="${CDC_HEALTH_PG_VERSIONS:-$CDC_HEALTH_PG_SUPPORTED}"
 
 pg_config_for() {
   case "$1" in

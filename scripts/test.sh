@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the rules' unit tests, #[pg_test]s, pg_regress and the integration tests
 # against real clusters (upgrades from every release and the packages included), on each
-# PostgreSQL version in CDC_HEALTH_PG_VERSIONS (default "15 17").
+# PostgreSQL version in CDC_HEALTH_PG_VERSIONS (default: every supported one, 15 to 18).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh

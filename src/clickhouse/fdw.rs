@@ -225,7 +225,7 @@ unsafe extern "C-unwind" fn begin_scan(node: *mut pg_sys::ForeignScanState, efla
     let sql = remote.source.scan_sql(&names);
     let mut inputs: Vec<Option<Input>> = (0..natts).map(|_| None).collect();
     for &i in &needed {
-        let attr = (*desc).attrs.as_ptr().add(i);
+        let attr = super::attribute(desc, i);
         let (mut function_oid, mut ioparam) = (pg_sys::InvalidOid, pg_sys::InvalidOid);
         pg_sys::getTypeInputInfo((*attr).atttypid, &mut function_oid, &mut ioparam);
         let mut function = pg_sys::FmgrInfo::default();

@@ -53,6 +53,21 @@ pub fn relation_name(relid: pg_sys::Oid) -> String {
     }
 }
 
+/// Attribute `i` of a tuple descriptor (18 keeps them behind `TupleDescAttr()`).
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor with more than `i` attributes.
+pub unsafe fn attribute(desc: pg_sys::TupleDesc, i: usize) -> *const pg_sys::FormData_pg_attribute {
+    #[cfg(feature = "pg18")]
+    {
+        pg_sys::TupleDescAttr(desc, i as i32)
+    }
+    #[cfg(not(feature = "pg18"))]
+    {
+        (*desc).attrs.as_ptr().add(i)
+    }
+}
+
 /// A reader of ClickHouse's answer, its lines capped by `cdc_health.clickhouse_max_line`.
 pub fn new_reader() -> RowReader {
     RowReader::new(crate::settings::clickhouse_max_line_bytes())
@@ -91,7 +106,7 @@ impl Remote {
             let desc = (*rel).rd_att;
             let mut columns = Vec::new();
             for i in 0..(*desc).natts as usize {
-                let attr = (*desc).attrs.as_ptr().add(i);
+                let attr = attribute(desc, i);
                 if (*attr).attisdropped {
                     columns.push(None);
                     continue;
