@@ -95,11 +95,19 @@ pub fn due(interval_secs: f64) -> SpiResult<Vec<StoredCheck>> {
 
 /// Reads one check's configuration (not readable by the roles that may call the functions).
 fn by_name(name: &str) -> StoredCheck {
-    match as_extension_owner(|| load("WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()])) {
-        Ok(mut v) if !v.is_empty() => v.remove(0),
-        Ok(_) => errors::undefined_object(format!("cdc_health: no mirror check named \"{name}\"")),
+    match find(name) {
+        Ok(Some(check)) => check,
+        Ok(None) => {
+            errors::undefined_object(format!("cdc_health: no mirror check named \"{name}\""))
+        }
         Err(e) => error!("cdc_health: reading mirror check \"{name}\": {e}"),
     }
+}
+
+/// The check named `name`, read as the extension's owner; `None` when there is none.
+fn find(name: &str) -> SpiResult<Option<StoredCheck>> {
+    as_extension_owner(|| load("WHERE name OPERATOR(pg_catalog.=) $1", &[name.into()]))
+        .map(|checks| checks.into_iter().next())
 }
 
 pub fn quote_ident(name: &str) -> String {
@@ -322,14 +330,7 @@ pub fn end_overdue_probe() -> SpiResult<()> {
         &[watch.pid.into()],
     )?;
     let Some(name) = name else { return Ok(()) };
-    let Some(check) = as_extension_owner(|| {
-        load(
-            "WHERE name OPERATOR(pg_catalog.=) $1",
-            &[name.as_str().into()],
-        )
-    })?
-    .into_iter()
-    .next() else {
+    let Some(check) = find(&name)? else {
         return Ok(());
     };
     let error = format!(
