@@ -26,6 +26,7 @@ from common import PG15_CONFIG, PG17_CONFIG, ROOT, log, pg_config_ok
 import detection
 import function_latency
 import history_reads
+import metrics_endpoint
 import mirror_probe as mirror_probe_bench
 import overhead
 import peer
@@ -209,8 +210,12 @@ def main():
     results["library_changed"] = (after["cdc_health_15"] != results["versions"]["cdc_health_15"])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1, default=str)
+    text = report.render(results)
+    kept = metrics_endpoint.section_of(args.out)  # written by bench/metrics_endpoint.py
+    if kept:
+        text = metrics_endpoint.with_section(text, kept)
     with open(args.out, "w") as f:
-        f.write(report.render(results))
+        f.write(text)
     log(f"wrote {args.out} and {args.json} in {results['seconds'] / 60:.1f} min")
     return 1 if failed else 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md from scratch: installs what is missing, builds and installs the
 # release build of cdc_health into PostgreSQL 15 and 17, then runs every benchmark on real
-# throwaway clusters (about 25 minutes on 2 cores). `--quick` is a smoke run of a few minutes
+# throwaway clusters (about 30 minutes on 2 cores). `--quick` is a smoke run of a few minutes
 # whose figures are not representative; other arguments go to bench/run.py.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,4 +9,9 @@ source scripts/env.sh
 bash scripts/setup.sh
 install_into "$PG15_CONFIG" --release
 install_into "$PG17_HOME/bin/pg_config" --release
-exec /usr/bin/python3 bench/run.py "$@"
+/usr/bin/python3 bench/run.py "$@"
+# The /metrics endpoint against postgres_exporter: its own section of BENCHMARKS.md.
+if [[ " $* " == *" --quick "* ]]; then
+  exec /usr/bin/python3 bench/metrics_endpoint.py --quick
+fi
+exec /usr/bin/python3 bench/metrics_endpoint.py

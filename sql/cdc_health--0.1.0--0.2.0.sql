@@ -29,3 +29,12 @@ GRANT EXECUTE ON FUNCTION cdc_health.worker_status() TO pg_monitor;
 -- A check whose probe ignored its cancellation is quarantined: not probed again by the
 -- worker until cdc_health.check_mirror(name) completes a probe.
 ALTER TABLE cdc_health.mirror_checks ADD COLUMN quarantined_at timestamptz;
+
+-- metrics(): every metric in the Prometheus text format, for pg_monitor (the /metrics
+-- endpoint serves the same families without SQL).
+CREATE FUNCTION cdc_health."metrics"() RETURNS TEXT
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'metrics_wrapper';
+REVOKE ALL ON FUNCTION cdc_health.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.metrics() TO pg_monitor;

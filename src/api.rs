@@ -182,6 +182,7 @@ mod cdc_health {
         }
         let applied = monitor::pass(true)
             .unwrap_or_else(|e| error!("cdc_health.check_now(): {e}"))
+            .map(|p| p.applied)
             .unwrap_or_default();
         TableIterator::new(applied.into_iter().map(|a| {
             (
@@ -352,6 +353,8 @@ REVOKE ALL ON FUNCTION cdc_health.slot_creations() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.slot_creations() TO pg_monitor;
 REVOKE ALL ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) TO pg_monitor;
+REVOKE ALL ON FUNCTION cdc_health.metrics() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.metrics() TO pg_monitor;
 -- Mirror checks: configuration is the owner's (who may grant it on); reading is pg_monitor's.
 REVOKE ALL ON FUNCTION cdc_health.add_mirror(text, regclass, text, regclass, text, interval, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdc_health.add_freshness_check(text, regclass, text, interval) FROM PUBLIC;

@@ -12,8 +12,10 @@ mod creations;
 mod errors;
 mod history;
 mod jsonb;
+mod metrics;
 mod mirrors;
 mod monitor;
+mod redaction;
 mod released;
 mod role;
 mod sampling;
@@ -28,6 +30,7 @@ mod worker;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    redaction::init();
     // A mistyped cdc_health.* name is an error, not a placeholder kept silently (and
     // placeholders set before the library was loaded are checked now).
     // SAFETY: called once while the library loads, after our settings are defined.
@@ -37,6 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         shmem::init();
         worker::register();
+        metrics::endpoint::register();
     }
 }
 

@@ -310,16 +310,23 @@ fn lock_passes(wait: bool) -> bool {
     }
 }
 
+/// What one pass saw and did.
+pub struct Pass {
+    pub server: ServerObservation,
+    pub views: Vec<SlotView>,
+    pub applied: Vec<Applied>,
+}
+
 /// One monitoring pass. With `wait` it queues behind a concurrent pass; without, it skips
 /// (returns `None`, counted in `worker_status().skipped_passes`) when another pass is running.
 /// Writes nothing on a standby.
-pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
+pub fn pass(wait: bool) -> SpiResult<Option<Pass>> {
     // check_now() runs this in the caller's session: our statements, not its search_path.
     let _path = Switched::safe_search_path();
     // A standby only samples into shared memory: it can write nothing, and nothing else
     // runs passes there (check_now() refuses), so no lock is needed.
     if unsafe { pg_sys::RecoveryInProgress() } {
-        let (_, views) = observe(true)?;
+        let (server, views) = observe(true)?;
         if views.iter().any(|v| v.creation.is_some())
             && !STANDBY_NUDGE_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
@@ -328,7 +335,11 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
                  can only be logged on the primary (SELECT pg_log_standby_snapshot() there)"
             );
         }
-        return Ok(Some(Vec::new()));
+        return Ok(Some(Pass {
+            server,
+            views,
+            applied: Vec::new(),
+        }));
     }
     if !lock_passes(wait) {
         shmem::update_worker(|w| w.skipped_passes += 1);
@@ -354,7 +365,11 @@ pub fn pass(wait: bool) -> SpiResult<Option<Vec<Applied>>> {
         .collect();
     applied.extend(alerts::apply(&observed, now)?);
     history::beat_heartbeat()?;
-    Ok(Some(applied))
+    Ok(Some(Pass {
+        server,
+        views,
+        applied,
+    }))
 }
 
 /// True the first time (in this process, among the last few) a blocker is spared: the log

@@ -45,6 +45,10 @@ pub static LONG_TRANSACTION_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(
 pub static MIRROR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static PROBE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static PASS_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+// The metrics endpoint.
+pub static METRICS_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// `cdc_health.metrics_auth_token`, defined by hand: its SHOW hook hides the value.
+static mut METRICS_AUTH_TOKEN: *mut std::ffi::c_char = std::ptr::null_mut();
 pub static CLICKHOUSE_MAX_LINE_KB: GucSetting<i32> =
     GucSetting::<i32>::new((cdc_health_rules::clickhouse::DEFAULT_MAX_LINE_BYTES >> 10) as i32);
 
@@ -274,6 +278,31 @@ fn register_worker() {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
+        c"cdc_health.metrics_address",
+        c"Address (host:port) the /metrics endpoint listens on; empty (the default) turns it off.",
+        c"For example 127.0.0.1:9188. Reloading re-binds; a bad address or a port in use is \
+          logged and retried.",
+        &METRICS_ADDRESS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // SAFETY: defined once per process, while the library loads; PostgreSQL owns the string.
+    unsafe {
+        pg_sys::DefineCustomStringVariable(
+            c"cdc_health.metrics_auth_token".as_ptr(),
+            c"Bearer token the /metrics endpoint requires when set (superusers only; never shown)."
+                .as_ptr(),
+            c"Scrapers send Authorization: Bearer <token>.".as_ptr(),
+            &raw mut METRICS_AUTH_TOKEN,
+            c"".as_ptr(),
+            pg_sys::GucContext::PGC_SIGHUP,
+            (pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL) as i32,
+            None,
+            None,
+            Some(show_hidden),
+        );
+    }
+    GucRegistry::define_string_guc(
         c"cdc_health.notify_channel",
         c"Channel alerts are sent on with NOTIFY.",
         c"",
@@ -383,6 +412,32 @@ fn text(setting: &GucSetting<Option<CString>>, default: &str) -> String {
 
 pub fn database() -> String {
     text(&DATABASE, "postgres")
+}
+
+/// SHOW, pg_settings and the server's own reports never show the token, only whether one
+/// is set.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn show_hidden() -> *const std::ffi::c_char {
+    if metrics_auth_token().is_some() {
+        c"(set)".as_ptr()
+    } else {
+        c"".as_ptr()
+    }
+}
+
+/// `cdc_health.metrics_auth_token`, `None` when empty.
+pub fn metrics_auth_token() -> Option<String> {
+    // SAFETY: PostgreSQL keeps the variable a valid C string (or null) between reloads.
+    let raw = unsafe { METRICS_AUTH_TOKEN };
+    if raw.is_null() {
+        return None;
+    }
+    let token = unsafe { std::ffi::CStr::from_ptr(raw) }.to_string_lossy();
+    (!token.is_empty()).then(|| token.into_owned())
+}
+
+pub fn metrics_address() -> String {
+    text(&METRICS_ADDRESS, "")
 }
 
 pub fn notify_channel() -> String {

@@ -37,6 +37,8 @@ pub struct WorkerStatus {
     pub untracked_slots: u32,
     /// When history rows were last written for slots without an entry.
     pub untracked_history_at: f64,
+    /// How long the last completed pass took, in seconds.
+    pub last_pass_secs: f64,
 }
 
 /// One tracked slot and what the history writer last recorded for it.
@@ -153,9 +155,13 @@ pub fn init() {
     }
 }
 
+/// LWLocks of the tranche: this area's, then the metrics snapshot's.
+const LOCKS: i32 = 2;
+
 unsafe fn request() {
     pg_sys::RequestAddinShmemSpace(area_size(settings::max_tracked_slots()));
-    pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
+    pg_sys::RequestAddinShmemSpace(crate::metrics::snapshot::size());
+    pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), LOCKS);
 }
 
 #[pg_guard]
@@ -183,9 +189,11 @@ unsafe extern "C-unwind" fn on_startup() {
     let base = pg_sys::ShmemInitStruct(NAME.as_ptr(), area_size(capacity), &mut found) as *mut u8;
     let header = base as *mut Header;
     let entries = base.add(entries_offset()) as *mut Entry;
+    let locks = pg_sys::GetNamedLWLockTranche(NAME.as_ptr());
+    crate::metrics::snapshot::attach(addr_of_mut!((*locks.add(1)).lock));
     if !found {
         header.write(Header {
-            lock: addr_of_mut!((*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock),
+            lock: addr_of_mut!((*locks).lock),
             capacity,
             worker: WorkerStatus::default(),
             nudges: heapless::Vec::new(),
@@ -203,20 +211,26 @@ unsafe extern "C-unwind" fn on_startup() {
     pg_sys::LWLockRelease(init_lock);
 }
 
-/// Holds the LWLock; released on drop, also when unwinding.
-struct Locked(*mut pg_sys::LWLock);
+/// Holds an LWLock; released on drop, also when unwinding.
+pub struct Locked(*mut pg_sys::LWLock);
 
 impl Locked {
     fn acquire(exclusive: bool) -> Option<Self> {
         // SAFETY: HEADER is either null (not preloaded) or points at the initialised area.
         let header = unsafe { HEADER.as_ref()? };
+        Some(Self::on(header.lock, exclusive))
+    }
+
+    /// Takes `lock`, one of the LWLocks of this area's tranche.
+    pub fn on(lock: *mut pg_sys::LWLock, exclusive: bool) -> Self {
         let mode = if exclusive {
             pg_sys::LWLockMode::LW_EXCLUSIVE
         } else {
             pg_sys::LWLockMode::LW_SHARED
         };
-        unsafe { pg_sys::LWLockAcquire(header.lock, mode) };
-        Some(Locked(header.lock))
+        // SAFETY: `lock` is an initialised LWLock in shared memory.
+        unsafe { pg_sys::LWLockAcquire(lock, mode) };
+        Locked(lock)
     }
 }
 

@@ -15,7 +15,7 @@ use pgrx::PgTryBuilder;
 
 use crate::monitor::{self, now_secs, Installed, LIBRARY_VERSION};
 use crate::timer::{self, StatementTimer};
-use crate::{mirrors, settings, shmem};
+use crate::{metrics, mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
 pub fn register() {
@@ -61,6 +61,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
         let pass_timeout = settings::PASS_TIMEOUT_MS.get();
+        let started = std::time::Instant::now();
         let outcome = guarded(|| {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
             let _timer = StatementTimer::arm(pass_timeout);
@@ -68,7 +69,12 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             let applied = if installed.is_current() {
                 // The mirror worker's probes are watched from here, the other process.
                 mirrors::end_overdue_probe()?;
-                monitor::pass(false)?.map(|a| a.len())
+                let pass = monitor::pass(false)?;
+                if let Some(p) = &pass {
+                    // The endpoint serves this until the next pass.
+                    metrics::publish(&p.server, &p.views)?;
+                }
+                pass.map(|p| p.applied.len())
             } else {
                 None
             };
@@ -94,6 +100,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
                 shmem::update_worker(|w| {
                     w.passes += 1;
                     w.last_pass_at = now_secs();
+                    w.last_pass_secs = started.elapsed().as_secs_f64();
                     w.extension_present = installed != Installed::Missing;
                     w.awaiting_update = matches!(installed, Installed::OtherVersion(_));
                     w.in_recovery = in_recovery;

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod assessment;
 pub mod clickhouse;
 pub mod disclosure;
+pub mod exposition;
 pub mod finding;
 pub mod history;
 pub mod history_pacing;
@@ -17,6 +18,7 @@ pub mod observation;
 #[cfg(test)]
 mod proptests;
 pub mod remediation;
+pub mod scrape;
 pub mod sparkline;
 pub mod transactions;
 pub mod units;

@@ -1,0 +1,164 @@
+//! Prometheus metrics: `cdc_health.metrics()` and the state behind the `/metrics` endpoint.
+//!
+//! The worker renders the state (slots, alerts, mirrors) at the end of each pass and leaves
+//! it in shared memory (`snapshot`); the endpoint (`endpoint`) serves that copy with the
+//! worker's counters rendered at scrape time, so a scrape needs no SPI, no connection slot
+//! and no lock a session can hold. `cdc_health.metrics()` renders the same text afresh.
+
+pub mod endpoint;
+pub mod snapshot;
+
+use cdc_health_rules::exposition::{
+    render_state, render_worker, MirrorMetrics, SlotMetrics, State, WorkerMetrics,
+};
+use cdc_health_rules::{ServerObservation, Severity};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use crate::monitor::SlotView;
+use crate::role::Switched;
+use crate::shmem;
+
+fn slot_metrics(v: &SlotView) -> SlotMetrics {
+    let forecast = v.history.as_ref().map(|h| h.forecast);
+    SlotMetrics {
+        slot_name: v.slot.slot_name.clone(),
+        slot_type: v.slot.slot_type.as_str().to_string(),
+        database: v.slot.database.clone(),
+        plugin: v.slot.plugin.clone(),
+        wal_status: v.slot.wal_status.map(|w| w.as_str().to_string()),
+        active: v.slot.active,
+        status: Some(v.verdict.status),
+        findings: v
+            .verdict
+            .findings
+            .iter()
+            .map(|f| (f.code.as_str(), f.severity))
+            .collect(),
+        retained_wal_bytes: v.verdict.retained_wal_bytes,
+        flush_lag_bytes: v.verdict.flush_lag_bytes,
+        safe_wal_size_bytes: v.verdict.safe_wal_size,
+        inactive_secs: v.slot.inactive_for_secs.filter(|_| !v.slot.active),
+        growth_bytes_per_sec: forecast.and_then(|f| f.growth_bytes_per_sec),
+        eta_to_lost_secs: forecast.and_then(|f| f.eta_secs),
+        last_progress_at: v.history.as_ref().and_then(|h| h.last_progress_at),
+    }
+}
+
+/// The open alerts by severity: (warning, critical).
+fn open_alerts() -> SpiResult<(i64, i64)> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT severity, pg_catalog.count(*) FROM cdc_health.alerts
+             WHERE resolved_at IS NULL GROUP BY severity",
+            None,
+            &[],
+        )?;
+        let (mut warning, mut critical) = (0, 0);
+        for row in rows {
+            let severity: Option<String> = row.get(1)?;
+            let count: i64 = row.get(2)?.unwrap_or(0);
+            match severity.as_deref() {
+                Some("critical") => critical += count,
+                Some("warning") => warning += count,
+                _ => {}
+            }
+        }
+        Ok((warning, critical))
+    })
+}
+
+fn mirrors() -> SpiResult<Vec<MirrorMetrics>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT name, kind, status, findings,
+                    pg_catalog.date_part('epoch', lag), pg_catalog.date_part('epoch', max_lag),
+                    row_drift, probe_ms, pg_catalog.date_part('epoch', checked_at)
+             FROM cdc_health.mirror_checks ORDER BY name",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let status: Option<String> = row.get(3)?;
+            out.push(MirrorMetrics {
+                name: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                status: status.as_deref().and_then(Severity::parse),
+                findings: row.get::<Vec<String>>(4)?.unwrap_or_default(),
+                lag_secs: row.get(5)?,
+                max_lag_secs: row.get(6)?,
+                row_drift: row.get(7)?,
+                probe_secs: row.get::<f64>(8)?.map(|ms| ms / 1000.0),
+                checked_at: row.get(9)?,
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The state part of the metrics, from one look at the slots.
+pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<String> {
+    let (alerts_open_warning, alerts_open_critical) = open_alerts()?;
+    Ok(render_state(&State {
+        slots: views.iter().map(slot_metrics).collect(),
+        wal_budget_bytes: server.wal_budget_bytes,
+        alerts_open_warning,
+        alerts_open_critical,
+        creations_waiting: views.iter().filter(|v| v.creation.is_some()).count(),
+        mirrors: mirrors()?,
+    }))
+}
+
+/// Leaves the state in shared memory for the endpoint; called by the worker after a pass.
+pub fn publish(server: &ServerObservation, views: &[SlotView]) -> SpiResult<()> {
+    let text = render(server, views)?;
+    snapshot::publish(&text);
+    Ok(())
+}
+
+/// Is `pid` a live process? (A worker killed with SIGKILL leaves its pid in shared memory.)
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// The worker's counters as shared memory has them now.
+pub fn worker_metrics(truncated: bool) -> WorkerMetrics {
+    let Some(w) = shmem::worker_status() else {
+        return WorkerMetrics::default();
+    };
+    let passed = w.last_pass_at > 0.0;
+    WorkerMetrics {
+        up: alive(w.pid) && w.extension_present && !w.awaiting_update,
+        passes: Some(w.passes),
+        pass_errors: Some(w.failed_passes),
+        skipped_passes: Some(w.skipped_passes),
+        pass_duration_secs: passed.then_some(w.last_pass_secs),
+        last_pass_at: passed.then_some(w.last_pass_at),
+        truncated,
+    }
+}
+
+/// The worker's part of the metrics.
+pub fn render_worker_now(truncated: bool) -> String {
+    render_worker(&worker_metrics(truncated))
+}
+
+#[pg_schema]
+mod cdc_health {
+    use pgrx::prelude::*;
+
+    /// Every metric in the Prometheus text format, rendered now (for postgres_exporter,
+    /// sql_exporter or a cron job where a listening port is not allowed).
+    #[pg_extern(volatile, parallel_safe)]
+    fn metrics() -> String {
+        let _path = super::Switched::safe_search_path();
+        let (server, views) = crate::monitor::observe(false)
+            .unwrap_or_else(|e| error!("cdc_health.metrics(): reading slots: {e}"));
+        let mut text =
+            super::render(&server, &views).unwrap_or_else(|e| error!("cdc_health.metrics(): {e}"));
+        text.push_str(&super::render_worker_now(false));
+        text
+    }
+}
