@@ -135,9 +135,7 @@ fn cdc_health() -> TableIterator<
                     .and_then(|h| h.last_progress_at)
                     .and_then(timestamptz),
                 forecast.and_then(|f| f.growth_bytes_per_sec),
-                forecast
-                    .and_then(|f| f.eta_secs)
-                    .map(Interval::from_seconds),
+                view.eta_to_lost(&server).map(Interval::from_seconds),
                 view.verdict.remediation,
                 Jsonb(detail),
             )

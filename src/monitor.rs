@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
 use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
+use cdc_health_rules::idle_timeout::{self, idle_timeout_finding};
 use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::transactions::{
     blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
@@ -64,6 +65,17 @@ pub struct SlotView {
 impl SlotView {
     pub fn subject(&self) -> String {
         format!("slot:{}", self.slot.slot_name)
+    }
+
+    /// Seconds until the slot is expected to be lost: the WAL-budget forecast or, on 18,
+    /// `idle_replication_slot_timeout` for an inactive slot, whichever comes first.
+    pub fn eta_to_lost(&self, server: &ServerObservation) -> Option<f64> {
+        let budget = self.history.as_ref().and_then(|h| h.forecast.eta_secs);
+        let idle = idle_timeout::remaining_secs(&self.slot, server);
+        match (budget, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -178,6 +190,12 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .map(|c| creation_finding(c, creation_critical))
                 .collect();
             extra.extend(long_transaction_finding(&slot, &long, long_warning));
+            extra.extend(idle_timeout_finding(
+                &slot,
+                &server,
+                hist_limits.eta_warning_secs,
+                hist_limits.eta_critical_secs,
+            ));
             verdict.add_findings(extra, &slot);
             SlotView {
                 slot,

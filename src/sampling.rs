@@ -1,6 +1,7 @@
 //! Reads replication slots and server state into the rules' plain observation types.
 
 use cdc_health_rules::lsn::parse_lsn;
+use cdc_health_rules::observation::DecodingStats;
 use cdc_health_rules::{ServerObservation, SlotObservation, SlotType, WalStatus};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
@@ -21,7 +22,8 @@ fn slots_query() -> String {
                 s.active, s.active_pid, s.wal_status, s.restart_lsn::text, \
                 s.confirmed_flush_lsn::text, s.safe_wal_size, \
                 pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
-                {VERSIONED_COLUMNS}, r.total_txns \
+                {VERSIONED_COLUMNS}, r.total_txns, r.spill_txns, r.spill_bytes, \
+                r.stream_bytes, r.total_bytes \
          FROM pg_catalog.pg_replication_slots s \
          LEFT JOIN pg_catalog.pg_stat_replication_slots r \
                 ON r.slot_name OPERATOR(pg_catalog.=) s.slot_name"
@@ -44,8 +46,21 @@ pub fn server() -> ServerObservation {
             in_recovery,
             wal_budget_bytes: (budget_mb >= 0).then(|| i64::from(budget_mb) << 20),
             freeze_max_age: int_setting(c"autovacuum_freeze_max_age").unwrap_or(200_000_000),
+            idle_timeout_secs: idle_timeout_secs(),
         }
     }
+}
+
+/// `idle_replication_slot_timeout` (18), in seconds; `None` when 0 (off) or absent.
+fn idle_timeout_secs() -> Option<f64> {
+    #[cfg(feature = "pg18")]
+    {
+        // SAFETY: a plain read of the server's setting variable.
+        let secs = unsafe { pg_sys::idle_replication_slot_timeout_secs };
+        (secs > 0).then(|| f64::from(secs))
+    }
+    #[cfg(not(feature = "pg18"))]
+    None
 }
 
 /// Age in transactions of the oldest transaction still running when the current snapshot
@@ -133,6 +148,16 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                 invalidation_reason: row.get(14)?,
                 inactive_for_secs: row.get(15)?,
                 sent_txns: row.get(16)?,
+                decoding: match (row.get::<i64>(17)?, row.get::<i64>(18)?) {
+                    (Some(spill_txns), Some(spill_bytes)) => Some(DecodingStats {
+                        spill_txns,
+                        spill_bytes,
+                        stream_bytes: row.get(19)?.unwrap_or(0),
+                        total_txns: row.get(16)?.unwrap_or(0),
+                        total_bytes: row.get(20)?.unwrap_or(0),
+                    }),
+                    _ => None,
+                },
             });
         }
         Ok(out)

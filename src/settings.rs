@@ -23,6 +23,7 @@ pub static MAX_TRACKED_SLOTS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static STALL_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(120);
 pub static STALL_MIN_WAL_KB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static SPILL_WARNING_MB: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
@@ -123,6 +124,15 @@ fn register_worker() {
         0,
         i32::MAX,
         GucFlags::UNIT_KB,
+    );
+    sighup_int(
+        c"cdc_health.spill_warning",
+        c"decoding_spill warns when decoding a slot spills more than this to disk per minute; 0 turns it off.",
+        c"From pg_stat_replication_slots.spill_bytes: transactions larger than logical_decoding_work_mem.",
+        &SPILL_WARNING_MB,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_MB,
     );
     sighup_int(
         c"cdc_health.eta_warning",
@@ -383,6 +393,7 @@ pub fn history_limits() -> HistoryLimits {
         eta_critical_secs: f64::from(ETA_CRITICAL_S.get()),
         forecast_window_secs: f64::from(FORECAST_WINDOW_S.get()),
         stall_min_bytes: i64::from(STALL_MIN_WAL_KB.get()) << 10,
+        spill_warning_bytes_per_min: i64::from(SPILL_WARNING_MB.get()) << 20,
     }
 }
 

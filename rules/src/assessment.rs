@@ -99,6 +99,7 @@ impl SlotAssessment {
             "invalidation_reason": slot.invalidation_reason,
             "inactive_duration_known": slot.inactive_for_secs.is_some() || slot.active,
             "in_recovery": server.in_recovery,
+            "decoding": slot.decoding,
         })
     }
 }
@@ -303,6 +304,7 @@ mod tests {
             in_recovery: false,
             wal_budget_bytes: None,
             freeze_max_age: 200_000_000,
+            idle_timeout_secs: None,
         }
     }
 

@@ -39,8 +39,10 @@ pub enum FindingCode {
     CreationBlocked,
     Stalled,
     BudgetExhaustionSoon,
+    IdleTimeoutSoon,
     Inactive,
     LongTransaction,
+    DecodingSpill,
     RetainedWalHigh,
     Extended,
     XminHorizonOld,
@@ -51,14 +53,16 @@ pub enum FindingCode {
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 14] = [
+    pub const ALL: [FindingCode; 16] = [
         Self::Lost,
         Self::Unreserved,
         Self::CreationBlocked,
         Self::Stalled,
         Self::BudgetExhaustionSoon,
+        Self::IdleTimeoutSoon,
         Self::Inactive,
         Self::LongTransaction,
+        Self::DecodingSpill,
         Self::RetainedWalHigh,
         Self::Extended,
         Self::XminHorizonOld,
@@ -75,8 +79,10 @@ impl FindingCode {
             Self::CreationBlocked => "creation_blocked",
             Self::Stalled => "stalled",
             Self::BudgetExhaustionSoon => "budget_exhaustion_soon",
+            Self::IdleTimeoutSoon => "idle_timeout_soon",
             Self::Inactive => "inactive",
             Self::LongTransaction => "long_transaction",
+            Self::DecodingSpill => "decoding_spill",
             Self::RetainedWalHigh => "retained_wal_high",
             Self::Extended => "extended",
             Self::XminHorizonOld => "xmin_horizon_old",

@@ -48,6 +48,8 @@ pub struct Sample {
     pub lost: bool,
     /// [`SlotObservation::sent_txns`]: transactions sent to the consumer so far.
     pub sent_txns: Option<i64>,
+    /// Bytes decoding spilled to disk so far (`pg_stat_replication_slots.spill_bytes`).
+    pub spill_bytes: Option<i64>,
 }
 
 impl Sample {
@@ -70,6 +72,7 @@ impl Sample {
             wal_status: slot.wal_status,
             lost: slot.is_lost(),
             sent_txns: slot.sent_txns,
+            spill_bytes: slot.decoding.map(|d| d.spill_bytes),
         }
     }
 
@@ -192,6 +195,21 @@ impl SlotTrack {
         self.samples.back()
     }
 
+    /// Bytes spilled to disk per minute over about the last minute of samples (at least two,
+    /// a second apart); `None` without them or when the statistics were reset meanwhile.
+    pub fn spill_bytes_per_min(&self, now: f64) -> Option<f64> {
+        let latest = self.samples.back()?;
+        let newest = latest.spill_bytes?;
+        let earliest = self
+            .samples
+            .iter()
+            .filter(|s| s.spill_bytes.is_some())
+            .find(|s| now - s.at <= 60.0 || std::ptr::eq(*s, latest))?;
+        let span = latest.at - earliest.at;
+        let spilled = newest - earliest.spill_bytes?;
+        (span >= 1.0 && spilled >= 0).then(|| spilled as f64 * 60.0 / span)
+    }
+
     /// Seconds since the slot was first seen inactive; `None` while it is active or before
     /// any sample. Never negative, even if the clock stepped back.
     pub fn inactive_for(&self, now: f64) -> Option<f64> {
@@ -308,6 +326,8 @@ pub struct HistoryLimits {
     pub eta_warning_secs: f64,
     /// `budget_exhaustion_soon` critical within this.
     pub eta_critical_secs: f64,
+    /// `decoding_spill` warning above this many bytes spilled per minute; 0 turns it off.
+    pub spill_warning_bytes_per_min: i64,
     /// How much history the growth rate is fitted on; widened to 2.5 sampling intervals when
     /// samples are further apart than that, so the fit can hold three.
     pub forecast_window_secs: f64,
@@ -325,6 +345,7 @@ impl Default for HistoryLimits {
             eta_critical_secs: 900.0,
             forecast_window_secs: 600.0,
             stall_min_bytes: 1 << 20,
+            spill_warning_bytes_per_min: 100 << 20,
         }
     }
 }
@@ -417,8 +438,28 @@ pub fn history_findings(
     let mut findings = Vec::new();
     findings.extend(stalled_finding(track, now, limits));
     findings.extend(budget_finding(&forecast, ceiling_bytes, limits));
+    findings.extend(spill_finding(track, now, limits));
     sort_findings(&mut findings);
     (findings, forecast)
+}
+
+/// Decoding that spills more than `cdc_health.spill_warning` to disk per minute.
+fn spill_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Option<Finding> {
+    let limit = limits.spill_warning_bytes_per_min;
+    let rate = track.spill_bytes_per_min(now)?;
+    if limit <= 0 || rate <= limit as f64 {
+        return None;
+    }
+    Some(Finding::new(
+        FindingCode::DecodingSpill,
+        Severity::Warning,
+        format!(
+            "decoding spills {} per minute to disk, above cdc_health.spill_warning ({}): \
+             transactions larger than logical_decoding_work_mem",
+            pretty_bytes(rate as i64),
+            pretty_bytes(limit)
+        ),
+    ))
 }
 
 /// A connected consumer that confirms nothing while the server writes WAL. An idle server
@@ -526,6 +567,7 @@ mod tests {
             wal_status: Some(WalStatus::Reserved),
             lost: false,
             sent_txns: None,
+            spill_bytes: None,
         }
     }
 
@@ -542,6 +584,35 @@ mod tests {
             confirmed_flush_lsn: None,
             ..logical(at, current, restart)
         }
+    }
+
+    #[test]
+    fn spilling_decoding_is_a_rate_per_minute() {
+        let spilling = |at: f64, spilled: i64| Sample {
+            spill_bytes: Some(spilled),
+            ..logical(at, 0, 0)
+        };
+        let limits = HistoryLimits::default(); // 100 MB a minute
+        // 2 MB a second for 30 s: 120 MB a minute.
+        let track = track_of((0..=30).map(|i| spilling(f64::from(i), i64::from(i) * 2 * MB)));
+        let rate = track.spill_bytes_per_min(T0 + 30.0).unwrap();
+        assert!((rate - 120.0 * MB as f64).abs() < 1.0, "{rate}");
+        let (findings, _) = history_findings(&track, T0 + 30.0, 0, &limits);
+        let spill = findings.iter().find(|f| f.code == FindingCode::DecodingSpill).unwrap();
+        assert_eq!(spill.severity, Severity::Warning);
+        assert!(spill.summary.contains("120 MB per minute"), "{}", spill.summary);
+        // Only the last minute counts: an old burst then nothing is not a spill now.
+        let mut old = (0..10).map(|i| spilling(f64::from(i), i64::from(i) * 100 * MB)).collect::<Vec<_>>();
+        old.extend((0..20).map(|i| spilling(100.0 + f64::from(i) * 5.0, 900 * MB)));
+        let track = track_of(old);
+        assert_eq!(track.spill_bytes_per_min(T0 + 195.0), Some(0.0));
+        // A statistics reset (counter goes down) gives no figure, and 0 turns it off.
+        let track = track_of([spilling(0.0, 500 * MB), spilling(10.0, MB)]);
+        assert_eq!(track.spill_bytes_per_min(T0 + 10.0), None);
+        let track = track_of((0..=30).map(|i| spilling(f64::from(i), i64::from(i) * 2 * MB)));
+        let off = HistoryLimits { spill_warning_bytes_per_min: 0, ..limits };
+        let (findings, _) = history_findings(&track, T0 + 30.0, 0, &off);
+        assert!(findings.iter().all(|f| f.code != FindingCode::DecodingSpill));
     }
 
     fn track_of(samples: impl IntoIterator<Item = Sample>) -> SlotTrack {

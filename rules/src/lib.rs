@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod finding;
 pub mod history;
 pub mod history_pacing;
+pub mod idle_timeout;
 pub mod lsn;
 pub mod mirrors;
 pub mod observation;

@@ -90,6 +90,18 @@ pub struct SlotObservation {
     /// Transactions decoded and sent to the slot's consumer so far
     /// (`pg_stat_replication_slots.total_txns`, logical slots); `None` when unknown.
     pub sent_txns: Option<i64>,
+    /// `pg_stat_replication_slots` (logical slots that have decoded something).
+    pub decoding: Option<DecodingStats>,
+}
+
+/// What decoding a logical slot cost so far (`pg_stat_replication_slots`, since its reset).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct DecodingStats {
+    pub spill_txns: i64,
+    pub spill_bytes: i64,
+    pub stream_bytes: i64,
+    pub total_txns: i64,
+    pub total_bytes: i64,
 }
 
 impl SlotObservation {
@@ -122,6 +134,7 @@ impl SlotObservation {
             invalidation_reason: None,
             inactive_for_secs: None,
             sent_txns: None,
+            decoding: None,
         }
     }
 }
@@ -136,4 +149,6 @@ pub struct ServerObservation {
     pub wal_budget_bytes: Option<i64>,
     /// `autovacuum_freeze_max_age`: past it, the slot blocks anti-wraparound vacuum.
     pub freeze_max_age: i64,
+    /// `idle_replication_slot_timeout` (PostgreSQL 18) in seconds; `None` when off or absent.
+    pub idle_timeout_secs: Option<f64>,
 }

@@ -24,11 +24,28 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
         SlotType::Physical => "the standby (or WAL archiver) that uses this slot",
     };
     match code {
+        FindingCode::Lost if slot.invalidation_reason.as_deref() == Some("idle_timeout") => {
+            format!(
+                "The slot was idle longer than idle_replication_slot_timeout (not over its WAL \
+                 budget) and can never stream again: drop it (SELECT \
+                 pg_drop_replication_slot({lit})), recreate it and resync; restart consumers \
+                 sooner after an outage, or raise the timeout."
+            )
+        }
         FindingCode::Lost => format!(
             "The slot was invalidated and can never stream again: drop it \
              (SELECT pg_drop_replication_slot({lit})), recreate it and resync the mirror \
              from a fresh snapshot."
         ),
+        FindingCode::IdleTimeoutSoon => format!(
+            "idle_replication_slot_timeout will invalidate this inactive slot: restart \
+             {consumer} before then, raise the timeout, or drop the slot if it was retired \
+             (SELECT pg_drop_replication_slot({lit}))."
+        ),
+        FindingCode::DecodingSpill => "Decoding spills large transactions to disk, which \
+             slows every consumer of this slot: raise logical_decoding_work_mem, or let the \
+             consumer stream in-progress transactions (pgoutput's streaming option)."
+            .to_string(),
         FindingCode::Unreserved => "WAL this slot needs is beyond max_slot_wal_keep_size and \
              goes at the next checkpoint: bring the consumer back now, or accept that the slot \
              will be lost and the mirror resynced."

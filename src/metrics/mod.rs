@@ -19,7 +19,7 @@ use crate::monitor::SlotView;
 use crate::role::Switched;
 use crate::shmem;
 
-fn slot_metrics(v: &SlotView) -> SlotMetrics {
+fn slot_metrics(v: &SlotView, server: &ServerObservation) -> SlotMetrics {
     let forecast = v.history.as_ref().map(|h| h.forecast);
     SlotMetrics {
         slot_name: v.slot.slot_name.clone(),
@@ -40,7 +40,7 @@ fn slot_metrics(v: &SlotView) -> SlotMetrics {
         safe_wal_size_bytes: v.verdict.safe_wal_size,
         inactive_secs: v.slot.inactive_for_secs.filter(|_| !v.slot.active),
         growth_bytes_per_sec: forecast.and_then(|f| f.growth_bytes_per_sec),
-        eta_to_lost_secs: forecast.and_then(|f| f.eta_secs),
+        eta_to_lost_secs: v.eta_to_lost(server),
         last_progress_at: v.history.as_ref().and_then(|h| h.last_progress_at),
     }
 }
@@ -101,7 +101,7 @@ fn mirrors() -> SpiResult<Vec<MirrorMetrics>> {
 pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<String> {
     let (alerts_open_warning, alerts_open_critical) = open_alerts()?;
     Ok(render_state(&State {
-        slots: views.iter().map(slot_metrics).collect(),
+        slots: views.iter().map(|v| slot_metrics(v, server)).collect(),
         wal_budget_bytes: server.wal_budget_bytes,
         alerts_open_warning,
         alerts_open_critical,

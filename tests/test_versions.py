@@ -1,0 +1,93 @@
+"""What newer majors changed: decoding spills (pg_stat_replication_slots, 14+) and 18's
+idle_replication_slot_timeout."""
+
+import time
+
+import pytest
+
+from pgcluster import wait_for
+
+MB = 1 << 20
+
+WORKER = {
+    "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    "cdc_health.inactive_warning": "1h",
+    "cdc_health.alert_holddown": "1s",
+    "max_wal_size": "1GB",
+}
+
+
+def started(make_cluster, **settings):
+    pg = make_cluster({**WORKER, **settings})
+    wait_for(lambda: pg.one("SELECT extension_present FROM cdc_health.worker_status()"),
+             what="the worker")
+    return pg
+
+
+def test_decoding_spill_is_raised_with_its_figures(make_cluster):
+    pg = started(make_cluster, logical_decoding_work_mem="64kB",
+                 **{"cdc_health.spill_warning": "1MB"})
+    pg.create_logical_slot("spilling")
+    pg.recvlogical("spilling")
+    pg.sql("CREATE TABLE big (id int, payload text)")
+    assert "decoding_spill" not in pg.health("spilling")["findings"]
+    listener = pg.listen()
+    # One large transaction: far more than 64kB of changes to decode at once.
+    pg.sql("INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 50000) i")
+    raised, _ = listener.wait(timeout=60, event="raised", subject="slot:spilling",
+                              finding="decoding_spill")
+    listener.close()
+    row = pg.health("spilling")
+    assert "decoding_spill" in row["findings"], row
+    decoding = row["detail"]["decoding"]
+    assert decoding["spill_bytes"] > MB and decoding["spill_txns"] >= 1, decoding
+    assert decoding["total_bytes"] >= decoding["spill_bytes"] > 0
+    assert {"stream_bytes", "total_txns"} <= set(decoding)
+    alert = pg.sql("SELECT severity, summary, remediation FROM cdc_health.alerts "
+                   "WHERE finding = 'decoding_spill'")[0]
+    assert alert[0] == "warning" and "per minute" in alert[1], alert
+    assert "logical_decoding_work_mem" in alert[2]
+    # It stops spilling: resolved once the last minute holds no spill.
+    wait_for(lambda: "decoding_spill" not in pg.health("spilling")["findings"], timeout=90,
+             what="decoding_spill to clear a minute after the spill")
+
+
+def test_spill_warning_zero_turns_it_off(make_cluster):
+    pg = started(make_cluster, logical_decoding_work_mem="64kB",
+                 **{"cdc_health.spill_warning": "0"})
+    pg.create_logical_slot("quiet_spill")
+    pg.recvlogical("quiet_spill")
+    pg.sql("CREATE TABLE big (id int, payload text)")
+    pg.sql("INSERT INTO big SELECT i, repeat('x', 200) FROM generate_series(1, 50000) i")
+    wait_for(lambda: (pg.health("quiet_spill")["detail"]["decoding"] or {}).get("spill_bytes", 0)
+             > MB, timeout=60, what="the spill in the statistics")
+    passes = pg.one("SELECT passes FROM cdc_health.worker_status()")
+    wait_for(lambda: pg.one("SELECT passes FROM cdc_health.worker_status()") > passes + 2,
+             what="passes")
+    assert "decoding_spill" not in pg.health("quiet_spill")["findings"]
+
+
+def test_idle_timeout_counts_down_then_names_the_cause(make_cluster, pg_config):
+    from pgcluster import pg_config_value
+    major = int(pg_config_value(pg_config, "--version").split()[1].split(".")[0])
+    if major < 18:
+        pytest.skip("idle_replication_slot_timeout is new in PostgreSQL 18")
+    pg = started(make_cluster, idle_replication_slot_timeout="30s", wal_level="logical")
+    pg.create_logical_slot("napping")
+    row = wait_for(lambda: (r := pg.health("napping")) and "idle_timeout_soon" in r["findings"]
+                   and r, what="idle_timeout_soon")
+    assert row["status"] == "critical", row  # under cdc_health.eta_critical (15min)
+    eta = row["eta_to_lost"].total_seconds()
+    assert 0 <= eta <= 30, row
+    assert "idle_replication_slot_timeout" in row["summary"]
+    metrics = pg.one("SELECT cdc_health.metrics()")
+    assert 'cdc_health_slot_eta_to_lost_seconds{slot_name="napping"' in metrics
+    time.sleep(max(0.0, eta) + 2)
+    pg.sql("CHECKPOINT")
+    row = wait_for(lambda: (r := pg.health("napping")) and r["wal_status"] == "lost" and r,
+                   what="the slot invalidated by the timeout")
+    assert row["findings"] == ["lost"], row
+    assert row["detail"]["invalidation_reason"] == "idle_timeout"
+    assert "idle_replication_slot_timeout" in row["remediation"], row["remediation"]
+    assert "not over its WAL budget" in row["remediation"]
