@@ -114,6 +114,7 @@ fn cdc_health() -> TableIterator<
             });
             let history = view.history.as_ref();
             let forecast = history.map(|h| h.forecast);
+            let eta_to_lost = view.eta_to_lost(&server);
             (
                 view.slot.slot_name,
                 view.slot.slot_type.as_str().to_string(),
@@ -135,7 +136,7 @@ fn cdc_health() -> TableIterator<
                     .and_then(|h| h.last_progress_at)
                     .and_then(timestamptz),
                 forecast.and_then(|f| f.growth_bytes_per_sec),
-                view.eta_to_lost(&server).map(Interval::from_seconds),
+                eta_to_lost.map(Interval::from_seconds),
                 view.verdict.remediation,
                 Jsonb(detail),
             )

@@ -593,16 +593,25 @@ mod tests {
             ..logical(at, 0, 0)
         };
         let limits = HistoryLimits::default(); // 100 MB a minute
-        // 2 MB a second for 30 s: 120 MB a minute.
+                                               // 2 MB a second for 30 s: 120 MB a minute.
         let track = track_of((0..=30).map(|i| spilling(f64::from(i), i64::from(i) * 2 * MB)));
         let rate = track.spill_bytes_per_min(T0 + 30.0).unwrap();
         assert!((rate - 120.0 * MB as f64).abs() < 1.0, "{rate}");
         let (findings, _) = history_findings(&track, T0 + 30.0, 0, &limits);
-        let spill = findings.iter().find(|f| f.code == FindingCode::DecodingSpill).unwrap();
+        let spill = findings
+            .iter()
+            .find(|f| f.code == FindingCode::DecodingSpill)
+            .unwrap();
         assert_eq!(spill.severity, Severity::Warning);
-        assert!(spill.summary.contains("120 MB per minute"), "{}", spill.summary);
+        assert!(
+            spill.summary.contains("120 MB per minute"),
+            "{}",
+            spill.summary
+        );
         // Only the last minute counts: an old burst then nothing is not a spill now.
-        let mut old = (0..10).map(|i| spilling(f64::from(i), i64::from(i) * 100 * MB)).collect::<Vec<_>>();
+        let mut old = (0..10)
+            .map(|i| spilling(f64::from(i), i64::from(i) * 100 * MB))
+            .collect::<Vec<_>>();
         old.extend((0..20).map(|i| spilling(100.0 + f64::from(i) * 5.0, 900 * MB)));
         let track = track_of(old);
         assert_eq!(track.spill_bytes_per_min(T0 + 195.0), Some(0.0));
@@ -610,9 +619,14 @@ mod tests {
         let track = track_of([spilling(0.0, 500 * MB), spilling(10.0, MB)]);
         assert_eq!(track.spill_bytes_per_min(T0 + 10.0), None);
         let track = track_of((0..=30).map(|i| spilling(f64::from(i), i64::from(i) * 2 * MB)));
-        let off = HistoryLimits { spill_warning_bytes_per_min: 0, ..limits };
+        let off = HistoryLimits {
+            spill_warning_bytes_per_min: 0,
+            ..limits
+        };
         let (findings, _) = history_findings(&track, T0 + 30.0, 0, &off);
-        assert!(findings.iter().all(|f| f.code != FindingCode::DecodingSpill));
+        assert!(findings
+            .iter()
+            .all(|f| f.code != FindingCode::DecodingSpill));
     }
 
     fn track_of(samples: impl IntoIterator<Item = Sample>) -> SlotTrack {

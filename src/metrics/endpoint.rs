@@ -48,8 +48,12 @@ pub fn register() {
 pub extern "C-unwind" fn cdc_health_metrics_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let mut server = Server::default();
+    let postmaster = std::os::unix::process::parent_id();
     loop {
-        if BackgroundWorker::sigterm_received() {
+        // No latch wait here, so the postmaster's death is checked by hand (an orphan is
+        // re-parented): it must not keep the port.
+        if BackgroundWorker::sigterm_received() || std::os::unix::process::parent_id() != postmaster
+        {
             break;
         }
         if BackgroundWorker::sighup_received() {
