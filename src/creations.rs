@@ -1,6 +1,8 @@
 //! Logical slot creations waiting for running transactions, the standby-snapshot nudge and
-//! the opt-in termination of idle blockers; and the long transactions that pin slots.
+//! the opt-in termination of idle blockers; the long transactions that pin slots; and the
+//! walsenders waiting for the standbys of `synchronized_standby_slots`.
 
+use cdc_health_rules::failover::Waiter;
 use cdc_health_rules::transactions::{Creation, Transaction};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiHeapTupleData, SpiResult};
@@ -58,6 +60,30 @@ pub fn long_transactions(min_age_secs: f64) -> SpiResult<Vec<Transaction>> {
         ),
         &[min_age_secs.into()],
     )
+}
+
+/// Logical walsenders waiting for the standbys of `synchronized_standby_slots` (17+).
+pub fn waiting_for_standby() -> SpiResult<Vec<Waiter>> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT a.pid, s.slot_name::text, a.application_name
+                 FROM pg_catalog.pg_stat_activity a
+                 JOIN pg_catalog.pg_replication_slots s ON s.active_pid OPERATOR(pg_catalog.=) a.pid
+                 WHERE a.wait_event OPERATOR(pg_catalog.=) 'WaitForStandbyConfirmation'
+                 ORDER BY a.pid",
+                None,
+                &[],
+            )?
+            .map(|row| {
+                Ok(Waiter {
+                    pid: row.get::<i32>(1)?.unwrap_or_default(),
+                    slot_name: row.get::<String>(2)?.unwrap_or_default(),
+                    application_name: row.get(3)?,
+                })
+            })
+            .collect()
+    })
 }
 
 /// Every logical slot creation in progress: the slot exists but has no confirmed position

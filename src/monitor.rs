@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
+use cdc_health_rules::failover::{failover_unready, standby_slot_blocking, FailoverSetup};
 use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
 use cdc_health_rules::idle_timeout::{self, idle_timeout_finding};
 use cdc_health_rules::remediation::remedy_for;
@@ -161,12 +162,35 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         Vec::new()
     };
     let creation_critical = f64::from(settings::STALL_AFTER_S.get());
+    // Failover slots waiting on a standby (17+): only looked for when standbys are listed.
+    let listed = sampling::synchronized_standby_slots();
+    let blocking = if listed.is_empty() {
+        Vec::new()
+    } else {
+        standby_slot_blocking(&slots, &listed, &creations::waiting_for_standby()?)
+    };
+    // Readiness for a promotion is judged on the primary (a standby's copies are its own).
+    let expect = settings::EXPECT_FAILOVER.get();
+    let failover_setup =
+        (!server.in_recovery && expect != settings::ExpectFailover::Off).then(|| FailoverSetup {
+            listed: listed.clone(),
+            expected: expect == settings::ExpectFailover::On,
+        });
+    let unready: Vec<Option<Finding>> = slots
+        .iter()
+        .map(|s| {
+            failover_setup
+                .as_ref()
+                .and_then(|f| failover_unready(s, &slots, f))
+        })
+        .collect();
 
     let limits = settings::thresholds();
     let mut views: Vec<SlotView> = slots
         .into_iter()
+        .zip(unready)
         .enumerate()
-        .map(|(i, mut slot)| {
+        .map(|(i, (mut slot, unready))| {
             let (history, untracked) = match &histories {
                 None => (None, Untracked::NotPreloaded),
                 Some(h) => match h[i].clone() {
@@ -190,6 +214,13 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .map(|c| creation_finding(c, creation_critical))
                 .collect();
             extra.extend(long_transaction_finding(&slot, &long, long_warning));
+            extra.extend(
+                blocking
+                    .iter()
+                    .filter(|(name, _)| *name == slot.slot_name)
+                    .map(|(_, f)| f.clone()),
+            );
+            extra.extend(unready);
             extra.extend(idle_timeout_finding(
                 &slot,
                 &server,

@@ -15,6 +15,11 @@ const VERSIONED_COLUMNS: &str =
     "CASE WHEN s.conflicting THEN 'conflict with recovery' END, NULL::float8";
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
 const VERSIONED_COLUMNS: &str = "NULL::text, NULL::float8";
+/// `failover` (17+), last in the select list.
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+const FAILOVER_COLUMN: &str = "s.failover";
+#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+const FAILOVER_COLUMN: &str = "NULL::bool";
 
 fn slots_query() -> String {
     format!(
@@ -23,7 +28,7 @@ fn slots_query() -> String {
                 s.confirmed_flush_lsn::text, s.safe_wal_size, \
                 pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
                 {VERSIONED_COLUMNS}, r.total_txns, r.spill_txns, r.spill_bytes, \
-                r.stream_bytes, r.total_bytes \
+                r.stream_bytes, r.total_bytes, {FAILOVER_COLUMN} \
          FROM pg_catalog.pg_replication_slots s \
          LEFT JOIN pg_catalog.pg_stat_replication_slots r \
                 ON r.slot_name OPERATOR(pg_catalog.=) s.slot_name"
@@ -78,17 +83,28 @@ pub fn oldest_running_xid_age() -> Option<i64> {
 }
 
 /// An integer server setting by name, through the server's own GUC lookup.
-fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
+fn setting_text(name: &std::ffi::CStr) -> Option<String> {
     // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
     let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
     if value.is_null() {
         return None;
     }
-    unsafe { std::ffi::CStr::from_ptr(value) }
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(value) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
+    setting_text(name)?.parse().ok()
+}
+
+/// The physical slots of `synchronized_standby_slots` (17+; empty when unset or absent).
+pub fn synchronized_standby_slots() -> Vec<String> {
+    setting_text(c"synchronized_standby_slots")
+        .map(|text| cdc_health_rules::failover::parse_slot_list(&text))
+        .unwrap_or_default()
 }
 
 /// First column of the first row of a read-only query.
@@ -158,6 +174,7 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                     }),
                     _ => None,
                 },
+                failover: row.get(21)?,
             });
         }
         Ok(out)

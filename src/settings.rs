@@ -8,7 +8,7 @@ use std::ffi::CString;
 use cdc_health_rules::alerts::AlertPolicy;
 use cdc_health_rules::history::HistoryLimits;
 use cdc_health_rules::Thresholds;
-use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting, PostgresGucEnum};
 
 pub static RETAINED_WAL_WARNING_MB: GucSetting<i32> = GucSetting::<i32>::new(2048);
 pub static SAFE_WAL_SIZE_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(25);
@@ -46,6 +46,20 @@ pub static LONG_TRANSACTION_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(
 pub static MIRROR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static PROBE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static PASS_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(60_000);
+/// `cdc_health.expect_failover`: when logical slots must be ready for a promotion.
+#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Debug)]
+pub enum ExpectFailover {
+    /// When a physical standby streams from this server.
+    #[name = c"auto"]
+    Auto,
+    #[name = c"on"]
+    On,
+    #[name = c"off"]
+    Off,
+}
+pub static EXPECT_FAILOVER: GucSetting<ExpectFailover> =
+    GucSetting::<ExpectFailover>::new(ExpectFailover::Auto);
+
 // The metrics endpoint.
 pub static METRICS_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// `cdc_health.metrics_auth_token`, defined by hand: its SHOW hook hides the value.
@@ -284,6 +298,14 @@ fn register_worker() {
         c"Log standby snapshots so that a waiting logical slot creation can finish.",
         c"",
         &UNBLOCK_SLOT_CREATION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"cdc_health.expect_failover",
+        c"When logical slots must survive a promotion (failover_unready, 17+): auto, on or off.",
+        c"auto: while a physical standby streams from this server.",
+        &EXPECT_FAILOVER,
         GucContext::Sighup,
         GucFlags::default(),
     );

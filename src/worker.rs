@@ -66,22 +66,32 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
             let _timer = StatementTimer::arm(pass_timeout);
             let installed = monitor::installed()?;
-            let applied = if installed.is_current() {
+            let pass = if installed.is_current() {
                 // The mirror worker's probes are watched from here, the other process.
                 mirrors::end_overdue_probe()?;
-                let pass = monitor::pass(false)?;
-                if let Some(p) = &pass {
-                    // The endpoint serves this until the next pass.
-                    metrics::publish(&p.server, &p.views)?;
-                }
-                pass.map(|p| p.applied.len())
+                monitor::pass(false)?
             } else {
                 // Nothing is monitored: the endpoint must not serve the last pass as current.
                 metrics::snapshot::publish("");
                 None
             };
-            Ok::<_, pgrx::spi::Error>((installed, applied))
+            Ok::<_, pgrx::spi::Error>((installed, pass))
         });
+        // The endpoint serves this pass until the next one. Rendered in a transaction of its
+        // own: a table it reads being locked must not roll back the pass's alerts.
+        if let Ok(Ok((_, Some(pass)))) = &outcome {
+            let published = guarded(|| {
+                let _timer = StatementTimer::arm(pass_timeout);
+                metrics::publish(&pass.server, &pass.views)
+            });
+            match published {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    log_failure("rendering metrics failed", e.to_string(), &mut last_failure)
+                }
+                Err(message) => log_failure("rendering metrics failed", message, &mut last_failure),
+            }
+        }
         let in_recovery = unsafe { pg_sys::RecoveryInProgress() };
         match outcome {
             Ok(Ok((installed, _))) => {

@@ -18,6 +18,12 @@ WORKER = {
 }
 
 
+def needs_major(pg_config, major, why):
+    from pgcluster import pg_config_value
+    if int(pg_config_value(pg_config, "--version").split()[1].split(".")[0]) < major:
+        pytest.skip(why)
+
+
 def passes_after(pg, n):
     start = pg.one("SELECT passes FROM cdc_health.worker_status()")
     wait_for(lambda: pg.one("SELECT passes FROM cdc_health.worker_status()") >= start + n,
@@ -74,10 +80,7 @@ def test_spill_warning_zero_turns_it_off(make_cluster):
 
 
 def test_idle_timeout_counts_down_then_names_the_cause(make_cluster, pg_config):
-    from pgcluster import pg_config_value
-    major = int(pg_config_value(pg_config, "--version").split()[1].split(".")[0])
-    if major < 18:
-        pytest.skip("idle_replication_slot_timeout is new in PostgreSQL 18")
+    needs_major(pg_config, 18, "idle_replication_slot_timeout is new in PostgreSQL 18")
     pg = started(make_cluster, idle_replication_slot_timeout="30s", wal_level="logical")
     pg.create_logical_slot("napping")
     row = wait_for(lambda: (r := pg.health("napping")) and "idle_timeout_soon" in r["findings"]
@@ -96,3 +99,87 @@ def test_idle_timeout_counts_down_then_names_the_cause(make_cluster, pg_config):
     assert row["detail"]["invalidation_reason"] == "idle_timeout"
     assert "idle_replication_slot_timeout" in row["remediation"], row["remediation"]
     assert "not over its WAL budget" in row["remediation"]
+
+
+def test_standby_slot_blocking_names_the_waiting_consumer(make_cluster, pg_config):
+    needs_major(pg_config, 17, "failover slots and synchronized_standby_slots are new in PostgreSQL 17")
+    pg = started(make_cluster)
+    pg.sql("SELECT pg_create_physical_replication_slot('sb_slot', true)")
+    replica = pg.standby("sb_slot")
+    wait_for(lambda: pg.one("SELECT active FROM pg_replication_slots WHERE slot_name = 'sb_slot'"),
+             what="the standby streaming")
+    pg.set_config(synchronized_standby_slots="sb_slot")
+    # A failover slot (the fifth argument) and its consumer.
+    pg.sql("SELECT pg_create_logical_replication_slot('cdc', 'test_decoding', false, false, true)")
+    pg.recvlogical("cdc")
+    pg.sql("CREATE TABLE feed (x int)")
+    pg.sql("INSERT INTO feed VALUES (1)")
+    passes_after(pg, 3)
+    assert "standby_slot_blocking" not in pg.health("sb_slot")["findings"]
+
+    replica.stop_server()
+    stopped = time.monotonic()
+    row = None
+    while time.monotonic() - stopped < 60:
+        pg.sql("INSERT INTO feed VALUES (2)")
+        row = pg.health("sb_slot")
+        if "standby_slot_blocking" in row["findings"]:
+            break
+        time.sleep(0.2)
+    assert row and "standby_slot_blocking" in row["findings"], row
+    seen = time.monotonic() - stopped
+    # The worker raises it at its next pass (interval 1s: within two intervals).
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.alerts WHERE finding = "
+                            "'standby_slot_blocking' AND resolved_at IS NULL") == 1,
+             timeout=10, interval=0.05, what="the standby_slot_blocking alert")
+    print(f"standby stopped to standby_slot_blocking: {seen:.1f} s in cdc_health(), "
+          f"{time.monotonic() - stopped:.1f} s to the alert")
+    assert row["status"] == "critical"
+    assert "cdc (" in row["summary"] and "synchronized_standby_slots" in row["summary"], row
+    assert "synchronized_standby_slots" in row["remediation"]
+    assert pg.one("SELECT count(*) FROM cdc_health.alerts WHERE finding = 'standby_slot_blocking' "
+                  "AND subject = 'slot:sb_slot' AND resolved_at IS NULL") == 1
+    # The consumer's own slot is not blamed: it is connected and waits through no fault of its own.
+    assert "standby_slot_blocking" not in pg.health("cdc")["findings"]
+
+    replica.start()
+    wait_for(lambda: "standby_slot_blocking" not in pg.health("sb_slot")["findings"], timeout=60,
+             what="the finding to clear once the standby is back")
+
+
+def test_failover_unready_names_the_first_gap(make_cluster, pg_config):
+    needs_major(pg_config, 17, "failover slots are new in PostgreSQL 17")
+    pg = started(make_cluster)
+    pg.sql("SELECT pg_create_logical_replication_slot('plain', 'test_decoding')")
+    pg.sql("SELECT pg_create_logical_replication_slot('fo', 'test_decoding', false, false, true)")
+    # No standby streams from here: no failover is expected (cdc_health.expect_failover auto).
+    assert "failover_unready" not in pg.health("plain")["findings"]
+    pg.set_config(cdc_health__expect_failover="on")
+    wait_for(lambda: "failover_unready" in pg.health("plain")["findings"], what="expect_failover on")
+    pg.set_config(cdc_health__expect_failover="auto")
+
+    pg.sql("SELECT pg_create_physical_replication_slot('sb', true)")
+    pg.standby("sb")
+    wait_for(lambda: pg.one("SELECT active FROM pg_replication_slots WHERE slot_name = 'sb'"),
+             what="the standby streaming")
+
+    def gap(slot):
+        row = pg.health(slot)
+        return row["summary"] if "failover_unready" in row["findings"] else None
+
+    def remedy_of(slot):
+        return pg.health(slot)["remediation"]
+
+    wait_for(lambda: gap("plain") and "failover = false" in gap("plain"), what="plain's gap")
+    assert "ALTER_REPLICATION_SLOT plain (FAILOVER true)" in remedy_of("plain")
+    assert "synchronized_standby_slots is empty" in gap("fo")
+    assert "synchronized_standby_slots = 'sb'" in remedy_of("fo")
+    pg.set_config(synchronized_standby_slots="elsewhere")
+    wait_for(lambda: "names elsewhere, which is no physical slot" in (gap("fo") or ""),
+             what="a list naming no slot")
+    pg.set_config(synchronized_standby_slots="sb")
+    wait_for(lambda: gap("fo") is None, what="the ready slot")
+    assert "failover = false" in gap("plain"), "still unready: the slot itself"
+    assert pg.health("fo")["status"] == "ok" or "inactive" in pg.health("fo")["findings"]
+    pg.set_config(cdc_health__expect_failover="off")
+    wait_for(lambda: gap("plain") is None, what="expect_failover off")

@@ -37,6 +37,7 @@ pub enum FindingCode {
     Lost,
     Unreserved,
     CreationBlocked,
+    StandbySlotBlocking,
     Stalled,
     BudgetExhaustionSoon,
     IdleTimeoutSoon,
@@ -46,6 +47,7 @@ pub enum FindingCode {
     RetainedWalHigh,
     Extended,
     XminHorizonOld,
+    FailoverUnready,
     MirrorStale,
     MirrorRowsMismatch,
     ProbeFailed,
@@ -53,10 +55,11 @@ pub enum FindingCode {
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 16] = [
+    pub const ALL: [FindingCode; 18] = [
         Self::Lost,
         Self::Unreserved,
         Self::CreationBlocked,
+        Self::StandbySlotBlocking,
         Self::Stalled,
         Self::BudgetExhaustionSoon,
         Self::IdleTimeoutSoon,
@@ -66,6 +69,7 @@ impl FindingCode {
         Self::RetainedWalHigh,
         Self::Extended,
         Self::XminHorizonOld,
+        Self::FailoverUnready,
         Self::MirrorStale,
         Self::MirrorRowsMismatch,
         Self::ProbeFailed,
@@ -77,6 +81,7 @@ impl FindingCode {
             Self::Lost => "lost",
             Self::Unreserved => "unreserved",
             Self::CreationBlocked => "creation_blocked",
+            Self::StandbySlotBlocking => "standby_slot_blocking",
             Self::Stalled => "stalled",
             Self::BudgetExhaustionSoon => "budget_exhaustion_soon",
             Self::IdleTimeoutSoon => "idle_timeout_soon",
@@ -86,6 +91,7 @@ impl FindingCode {
             Self::RetainedWalHigh => "retained_wal_high",
             Self::Extended => "extended",
             Self::XminHorizonOld => "xmin_horizon_old",
+            Self::FailoverUnready => "failover_unready",
             Self::MirrorStale => "mirror_stale",
             Self::MirrorRowsMismatch => "mirror_rows_mismatch",
             Self::ProbeFailed => "probe_failed",

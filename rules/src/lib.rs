@@ -9,6 +9,7 @@ pub mod assessment;
 pub mod clickhouse;
 pub mod disclosure;
 pub mod exposition;
+pub mod failover;
 pub mod finding;
 pub mod history;
 pub mod history_pacing;

@@ -92,6 +92,8 @@ pub struct SlotObservation {
     pub sent_txns: Option<i64>,
     /// `pg_stat_replication_slots` (logical slots that have decoded something).
     pub decoding: Option<DecodingStats>,
+    /// `pg_replication_slots.failover` (17+): the slot is synchronized to standbys.
+    pub failover: Option<bool>,
 }
 
 /// What decoding a logical slot cost so far (`pg_stat_replication_slots`, since its reset).
@@ -135,6 +137,7 @@ impl SlotObservation {
             inactive_for_secs: None,
             sent_txns: None,
             decoding: None,
+            failover: None,
         }
     }
 }

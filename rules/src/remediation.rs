@@ -37,6 +37,16 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
              (SELECT pg_drop_replication_slot({lit})), recreate it and resync the mirror \
              from a fresh snapshot."
         ),
+        FindingCode::StandbySlotBlocking => format!(
+            "Logical replication of failover slots waits for this standby: bring it back, or \
+             remove {lit} from synchronized_standby_slots (ALTER SYSTEM SET \
+             synchronized_standby_slots = ...; SELECT pg_reload_conf()) to let it go on \
+             without failover protection."
+        ),
+        FindingCode::FailoverUnready => "Make the slot survive a promotion: failover = true \
+             on the slot, the standby's physical slot in synchronized_standby_slots, and the \
+             standby run with sync_replication_slots = on (README: Failover and CDC)."
+            .to_string(),
         FindingCode::IdleTimeoutSoon => format!(
             "idle_replication_slot_timeout will invalidate this inactive slot: restart \
              {consumer} before then, raise the timeout, or drop the slot if it was retired \
