@@ -86,15 +86,15 @@ impl Refusals {
     fn note(&mut self, code: u16, peer: SocketAddr) {
         self.count += 1;
         self.last = Some((code, peer));
-        self.flush(false);
+        self.flush();
     }
 
     /// Logs the count if the last line is old enough (the first refusal is logged at once).
-    fn flush(&mut self, force: bool) {
+    fn flush(&mut self) {
         let due = self
             .logged_at
             .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY);
-        if self.count == 0 || !(due || force) {
+        if self.count == 0 || !due {
             return;
         }
         if let Some((code, peer)) = self.last {
@@ -246,7 +246,7 @@ impl Server {
             }
             false
         });
-        self.refusals.flush(false);
+        self.refusals.flush();
     }
 
     fn accept(&mut self) {
