@@ -1,5 +1,6 @@
 """Shared helpers of the benchmark modules: the test harness, statistics, /proc readings."""
 
+import json
 import os
 import statistics
 import subprocess
@@ -74,3 +75,39 @@ def pg_config_ok(pg_config, lib="cdc_health"):
     from pgcluster import pg_config_value
     libdir = pg_config_value(pg_config, "--pkglibdir")
     return os.path.exists(os.path.join(libdir, f"{lib}.so"))
+
+
+# -- sections of BENCHMARKS.md that a benchmark of its own writes between two markers --------
+
+def with_section(old, section, begin, end):
+    """`old` markdown with its section between `begin` and `end` replaced by (or extended
+    with) `section`, which carries the markers itself."""
+    if begin in old:
+        head, rest = old.split(begin, 1)
+        return head + section + rest.split(end, 1)[1].lstrip("\n")
+    return old.rstrip("\n") + "\n\n" + section
+
+
+def section_of(path, begin, end):
+    """The section between `begin` and `end` kept in the markdown at `path`, if any."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return None
+    if begin not in text:
+        return None
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+
+
+def finish(r, name, text, quick):
+    """Keeps a benchmark's raw figures in RUN_DIR, prints its section and, unless a quick
+    run, writes it into BENCHMARKS.md between its markers."""
+    with open(os.path.join(RUN_DIR, f"bench-{name}.json"), "w") as f:
+        json.dump(r, f, indent=1, default=str)
+    print(text)
+    if not quick:
+        begin, end = text.split("\n", 1)[0], text.rstrip("\n").rsplit("\n", 1)[1]
+        path = os.path.join(ROOT, "BENCHMARKS.md")
+        new = with_section(open(path).read(), text, begin, end)
+        with open(path, "w") as f:
+            f.write(new)

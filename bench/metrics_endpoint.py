@@ -219,29 +219,12 @@ def render(r):
 
 def with_section(old, section):
     """`old` markdown with its metrics section replaced by (or extended with) `section`."""
-    if BEGIN in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        return head + section + tail
-    return old.rstrip("\n") + "\n\n" + section
+    return common.with_section(old, section, BEGIN, END)
 
 
 def section_of(path):
     """The metrics section kept in the markdown at `path`, if any (bench/run.py keeps it)."""
-    try:
-        text = open(path).read()
-    except OSError:
-        return None
-    if BEGIN not in text:
-        return None
-    return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
-
-
-def write_section(text):
-    path = os.path.join(ROOT, "BENCHMARKS.md")
-    new = with_section(open(path).read(), text)
-    with open(path, "w") as f:
-        f.write(new)
+    return common.section_of(path, BEGIN, END)
 
 
 def main():
@@ -258,12 +241,7 @@ def main():
     r["scrapes_by_slots"] = part_scrapes(slots, scrapes)
     r["detection"] = part_detection(2 if args.quick else 8, "5s")
     r["minutes"] = (time.time() - started) / 60
-    with open(os.path.join(common.RUN_DIR, "bench-metrics.json"), "w") as f:
-        json.dump(r, f, indent=1, default=str)
-    text = render(r)
-    print(text)
-    if not args.quick:
-        write_section(text)
+    common.finish(r, "metrics", render(r), args.quick)
     return 0
 
 

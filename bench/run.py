@@ -26,6 +26,7 @@ from common import PG15_CONFIG, PG17_CONFIG, ROOT, log, pg_config_ok
 import detection
 import function_latency
 import history_reads
+import delivery
 import metrics_endpoint
 import mirror_probe as mirror_probe_bench
 import overhead
@@ -214,6 +215,9 @@ def main():
     kept = metrics_endpoint.section_of(args.out)  # written by bench/metrics_endpoint.py
     if kept:
         text = metrics_endpoint.with_section(text, kept)
+    kept = common.section_of(args.out, delivery.BEGIN, delivery.END)  # bench/delivery.py's
+    if kept:
+        text = common.with_section(text, kept, delivery.BEGIN, delivery.END)
     with open(args.out, "w") as f:
         f.write(text)
     log(f"wrote {args.out} and {args.json} in {results['seconds'] / 60:.1f} min")

@@ -10,8 +10,10 @@ bash scripts/setup.sh
 install_into "$PG15_CONFIG" --release
 install_into "$PG17_HOME/bin/pg_config" --release
 /usr/bin/python3 bench/run.py "$@"
-# The /metrics endpoint against postgres_exporter: its own section of BENCHMARKS.md.
+# The /metrics endpoint and alert delivery against postgres_exporter: sections of their own.
 if [[ " $* " == *" --quick "* ]]; then
-  exec /usr/bin/python3 bench/metrics_endpoint.py --quick
+  /usr/bin/python3 bench/metrics_endpoint.py --quick
+  exec /usr/bin/python3 bench/delivery.py --quick
 fi
-exec /usr/bin/python3 bench/metrics_endpoint.py
+/usr/bin/python3 bench/metrics_endpoint.py
+exec /usr/bin/python3 bench/delivery.py

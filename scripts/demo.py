@@ -95,6 +95,15 @@ def forecast_demo(pg, listener):
 def mirror_demo(pg, listener):
     """A PeerDB-shaped mirror of orders in a real ClickHouse server; then its writer stops."""
     ch = ClickHouse(name="demo-ch").start()
+    try:
+        mirror_steps(pg, ch, listener)
+    except BaseException:
+        ch.destroy()  # main() only knows of the server once this returns
+        raise
+    return ch
+
+
+def mirror_steps(pg, ch, listener):
     pg.sql("ALTER TABLE orders ADD COLUMN started_at timestamptz NOT NULL DEFAULT now()")
     writer = PeerDB(pg, ch, "orders", "default.orders").create()
     writer.sync()
@@ -120,7 +129,6 @@ def mirror_demo(pg, listener):
     print("\n--- 8. the mirror's writer stopped while orders kept coming: the slot is fine, "
           "the mirror is not\n")
     psql(pg, MIRRORS)
-    return ch
 
 
 def main():

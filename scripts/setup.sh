@@ -13,7 +13,7 @@ apt_packages=(
   postgresql-15 postgresql-server-dev-15 postgresql-client-15
   libclang-dev clang build-essential pkg-config libssl-dev sudo
   python3-psycopg2 python3-pytest
-  clickhouse-server clickhouse-client prometheus prometheus-postgres-exporter
+  clickhouse-server clickhouse-client prometheus prometheus-alertmanager prometheus-postgres-exporter
 )
 missing=()
 for p in "${apt_packages[@]}"; do

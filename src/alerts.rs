@@ -7,6 +7,7 @@ use cdc_health_rules::alerts::{
     payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,
     ResolvedAlert,
 };
+use cdc_health_rules::delivery::Transition;
 use cdc_health_rules::disclosure::{public_detail, public_summary, text_is_private};
 use cdc_health_rules::{Finding, FindingCode, Severity};
 use pgrx::datum::DatumWithOid;
@@ -149,6 +150,16 @@ pub fn apply_for(subject: &str, observed: &[Observed], now: f64) -> SpiResult<Ve
     apply_scoped(Scope::Subject(subject), observed, now, policy)
 }
 
+/// The same for one subject under `policy` (a sink's `delivery_failed`).
+pub fn apply_subject(
+    subject: &str,
+    observed: &[Observed],
+    now: f64,
+    policy: AlertPolicy,
+) -> SpiResult<Vec<Applied>> {
+    apply_scoped(Scope::Subject(subject), observed, now, policy)
+}
+
 fn apply_scoped(
     scope: Scope<'_>,
     observed: &[Observed],
@@ -182,9 +193,13 @@ struct Reported {
     summary: String,
     remediation: Option<String>,
     detail: Value,
+    raised_at: String,
+    resolved_at: Option<String>,
 }
 
-const RETURNING: &str = "RETURNING id, subject, finding, severity, summary, remediation, detail";
+const RETURNING: &str = "RETURNING id, subject, finding, severity, summary, remediation, detail,
+    pg_catalog.to_char(pg_catalog.timezone('UTC', raised_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+    pg_catalog.to_char(pg_catalog.timezone('UTC', resolved_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 /// Runs a statement that returns one alert row (see `RETURNING`).
 fn returning(sql: &str, args: Vec<DatumWithOid<'_>>) -> SpiResult<Option<Reported>> {
@@ -204,6 +219,8 @@ fn returning(sql: &str, args: Vec<DatumWithOid<'_>>) -> SpiResult<Option<Reporte
             summary: row.get(5)?.unwrap_or_default(),
             remediation: row.get(6)?,
             detail: row.get::<JsonB>(7)?.map_or(Value::Null, |j| j.0),
+            raised_at: row.get(8)?.unwrap_or_default(),
+            resolved_at: row.get(9)?,
         }))
     })
 }
@@ -339,6 +356,22 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         "SELECT pg_catalog.pg_notify($1, $2)",
         &[settings::notify_channel().into(), text.into()],
     )?;
+    // The sinks get the whole row (they are the owner's), queued in this same transaction.
+    crate::delivery::outbox::enqueue(&Transition {
+        delivery_id: 0,
+        alert_id: r.id,
+        event: event.as_str().to_string(),
+        subject: r.subject.clone(),
+        finding: r.finding.as_str().to_string(),
+        severity: r.severity.as_str().to_string(),
+        time: time.to_string(),
+        raised_at: r.raised_at.clone(),
+        resolved_at: r.resolved_at.clone(),
+        summary: r.summary.clone(),
+        remediation: r.remediation.clone(),
+        detail: r.detail.clone(),
+        cluster: crate::delivery::outbox::cluster(),
+    })?;
     let line = format!(
         "cdc_health: alert {} {} on {}: {} ({}): {}",
         r.id,
@@ -385,6 +418,8 @@ pub fn announce(
         summary: finding.summary,
         remediation: finding.remedy,
         detail,
+        raised_at: time.clone(),
+        resolved_at: None,
     };
     notify(event, reported, &time)
 }

@@ -361,6 +361,20 @@ REVOKE ALL ON FUNCTION cdc_health.remove_mirror(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdc_health.check_mirror(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdc_health.verify_mirror(text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION cdc_health.clickhouse_validator(text[], oid) FROM PUBLIC;
+-- Alert sinks: configuration is the owner's; sinks() (no secrets) is pg_monitor's.
+REVOKE ALL ON FUNCTION cdc_health.add_sink(text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.remove_sink(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.test_sink(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cdc_health.sinks() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.sinks() TO pg_monitor;
+COMMENT ON FUNCTION cdc_health.add_sink(text, text, text, jsonb) IS
+  'Adds a sink alerts are delivered to: alertmanager, webhook, slack or pagerduty';
+COMMENT ON FUNCTION cdc_health.remove_sink(text) IS
+  'Removes a sink and what waits for it';
+COMMENT ON FUNCTION cdc_health.test_sink(text) IS
+  'Sends a test alert to a sink now; returns the HTTP status';
+COMMENT ON FUNCTION cdc_health.sinks() IS
+  'Alert sinks with their filters and delivery counters, without secrets';
 "#,
     name = "cdc_health_grants",
     finalize

@@ -9,6 +9,7 @@ mod alerts;
 mod api;
 mod clickhouse;
 mod creations;
+mod delivery;
 mod errors;
 mod history;
 mod jsonb;
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
         shmem::init();
         worker::register();
         metrics::endpoint::register();
+        delivery::worker::register();
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use cdc_health_rules::units::pretty_bytes;
 
-use crate::role::Switched;
+use crate::role::{as_extension_owner, Switched};
 use crate::sampling::read_one;
 use crate::{clickhouse, errors};
 
@@ -283,26 +283,6 @@ pub fn probe(c: &StoredCheck) -> Measured {
         millis: started.elapsed().as_secs_f64() * 1000.0,
         bytes,
     }
-}
-
-/// Runs `f` as the extension's owner: the tables are not writable by the roles that may be
-/// granted the functions, and every value written is decided here, not by the caller.
-fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
-    let owner = read_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension \
-         WHERE extname OPERATOR(pg_catalog.=) 'cdc_health'",
-        &[],
-    )
-    .unwrap_or_else(|e| error!("cdc_health: reading the extension's owner: {e}"))
-    .unwrap_or_else(|| {
-        errors::raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "cdc_health: the extension is not installed in this database".into(),
-            None,
-        )
-    });
-    let _owner = Switched::to(owner, false);
-    f()
 }
 
 /// Ends a probe that outlived its cancellation: called by the slot worker, which watches the

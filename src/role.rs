@@ -7,6 +7,10 @@
 //! probed view calling `set_config()`) could change the session for the statements after it.
 
 use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::errors;
+use crate::sampling::read_one;
 
 /// What PostgreSQL's own maintenance commands use (`GUC_SAFE_SEARCH_PATH`).
 const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";
@@ -86,4 +90,24 @@ impl Drop for Switched {
             pg_sys::SetUserIdAndSecContext(self.saved_user, self.saved_context);
         }
     }
+}
+
+/// Runs `f` as the extension's owner: the tables are not writable by the roles that may be
+/// granted the functions, and every value written is decided here, not by the caller.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    let owner = read_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension \
+         WHERE extname OPERATOR(pg_catalog.=) 'cdc_health'",
+        &[],
+    )
+    .unwrap_or_else(|e| error!("cdc_health: reading the extension's owner: {e}"))
+    .unwrap_or_else(|| {
+        errors::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "cdc_health: the extension is not installed in this database".into(),
+            None,
+        )
+    });
+    let _owner = Switched::to(owner, false);
+    f()
 }

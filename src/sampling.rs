@@ -83,7 +83,7 @@ pub fn oldest_running_xid_age() -> Option<i64> {
 }
 
 /// An integer server setting by name, through the server's own GUC lookup.
-fn setting_text(name: &std::ffi::CStr) -> Option<String> {
+pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
     // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
     let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
     if value.is_null() {

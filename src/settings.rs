@@ -64,6 +64,12 @@ pub static EXPECT_FAILOVER: GucSetting<ExpectFailover> =
 pub static METRICS_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// `cdc_health.metrics_auth_token`, defined by hand: its SHOW hook hides the value.
 static mut METRICS_AUTH_TOKEN: *mut std::ffi::c_char = std::ptr::null_mut();
+// Alert delivery.
+pub static DELIVERY_MAX_AGE_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static DELIVERY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
+pub static DELIVERY_MAX_PENDING: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static ALERTMANAGER_RESEND_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+pub static CLUSTER_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CLICKHOUSE_MAX_LINE_KB: GucSetting<i32> =
     GucSetting::<i32>::new((cdc_health_rules::clickhouse::DEFAULT_MAX_LINE_BYTES >> 10) as i32);
 
@@ -283,6 +289,50 @@ fn register_worker() {
         3_600_000,
         GucFlags::UNIT_MS,
     );
+    sighup_int(
+        c"cdc_health.delivery_max_age",
+        c"How long a sink is retried with an alert transition before it is given up (delivery_failed).",
+        c"",
+        &DELIVERY_MAX_AGE_S,
+        1,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.delivery_retention",
+        c"How long delivered and given-up transitions stay in cdc_health.deliveries.",
+        c"",
+        &DELIVERY_RETENTION_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.delivery_max_pending",
+        c"Most transitions waiting per sink; beyond it the oldest are dropped, counted and logged.",
+        c"",
+        &DELIVERY_MAX_PENDING,
+        1,
+        i32::MAX,
+        GucFlags::default(),
+    );
+    sighup_int(
+        c"cdc_health.alertmanager_resend_interval",
+        c"How often open alerts are sent again to alertmanager sinks, as Prometheus does.",
+        c"Keep it below Alertmanager's resolve_timeout.",
+        &ALERTMANAGER_RESEND_S,
+        1,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"cdc_health.cluster_name",
+        c"The cluster label of delivered alerts; empty: cluster_name, else the system identifier.",
+        c"",
+        &CLUSTER_NAME,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"cdc_health.clickhouse_max_line",
         c"Longest line (one row) of a ClickHouse answer the wrapper reads; a longer one is an error.",
@@ -500,4 +550,26 @@ pub fn clickhouse_max_line_bytes() -> usize {
         .unwrap_or(1)
         .max(1)
         << 10
+}
+
+/// Delivery settings in seconds (`cdc_health.delivery_*`).
+pub fn delivery_max_age_secs() -> f64 {
+    f64::from(DELIVERY_MAX_AGE_S.get())
+}
+
+pub fn delivery_retention_secs() -> f64 {
+    f64::from(DELIVERY_RETENTION_S.get())
+}
+
+pub fn delivery_max_pending() -> i64 {
+    i64::from(DELIVERY_MAX_PENDING.get())
+}
+
+pub fn alertmanager_resend_secs() -> f64 {
+    f64::from(ALERTMANAGER_RESEND_S.get())
+}
+
+/// `cdc_health.cluster_name` as set; empty when it is not (the caller falls back).
+pub fn cluster_name_setting() -> String {
+    text(&CLUSTER_NAME, "")
 }

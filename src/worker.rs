@@ -234,7 +234,7 @@ fn failed(message: String, last: &mut Option<(String, f64)>) {
     );
 }
 
-fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
+pub(crate) fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
     let now = now_secs();
     let repeated = matches!(last, Some((m, at)) if *m == message && now - *at < REPEAT_LOG_SECS);
     if !repeated {
@@ -246,7 +246,7 @@ fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
 /// The worker's own statements give up rather than wait behind a lock or run away, resolve
 /// names in pg_catalog only, and what it commits (an alert it is about to announce) survives a crash even where the server runs
 /// with `synchronous_commit = off`.
-fn limit_own_statements() {
+pub(crate) fn limit_own_statements() {
     for (name, value) in [
         (c"lock_timeout", c"5s"),
         (c"synchronous_commit", c"on"),
@@ -277,7 +277,7 @@ pub fn caught_message(e: pg_sys::panic::CaughtError) -> String {
 
 /// Runs `body` in its own transaction. A PostgreSQL error (or panic) inside it or at commit
 /// aborts that transaction and comes back as `Err(message)` instead of ending the worker.
-fn guarded<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+pub(crate) fn guarded<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();

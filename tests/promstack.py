@@ -20,9 +20,11 @@ CONTRIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "contri
 
 
 class Prometheus:
-    """Scrapes `targets` ({job: [host:port, ...]}) every `interval` with `rule_files`."""
+    """Scrapes `targets` ({job: [host:port, ...]}) every `interval` with `rule_files`, and
+    sends firing alerts to `alertmanagers` (host:port) when given."""
 
-    def __init__(self, targets, interval="1s", rule_files=(), bearer_token=None):
+    def __init__(self, targets, interval="1s", rule_files=(), bearer_token=None,
+                 alertmanagers=()):
         self.dir = tempfile.mkdtemp(prefix="prometheus-", dir="/var/tmp")
         self.port = free_port()
         jobs = []
@@ -37,6 +39,9 @@ class Prometheus:
         rules = "".join(f"  - {json.dumps(os.path.abspath(r))}\n" for r in rule_files)
         config = (f"global:\n  evaluation_interval: {interval}\n"
                   + (f"rule_files:\n{rules}" if rules else "")
+                  + (f"alerting:\n  alertmanagers:\n    - static_configs:\n"
+                     f"        - targets: {json.dumps(list(alertmanagers))}\n"
+                     if alertmanagers else "")
                   + "scrape_configs:\n" + "".join(jobs))
         with open(os.path.join(self.dir, "prometheus.yml"), "w") as f:
             f.write(config)

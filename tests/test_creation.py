@@ -211,9 +211,19 @@ def test_creation_on_a_standby_is_detected_and_the_primary_is_named_for_the_nudg
     # A transaction open on the primary: the standby learns it ended only from a later
     # running-transactions record, which nothing on an idle primary writes soon.
     blocker, _ = hold_xid(pg)
-    wait_for(lambda: replica.one("SELECT count(*) FROM pg_stat_activity") > 0, what="replica")
+    # The standby must have replayed past any running-transactions record the primary wrote
+    # before the blocker began: one of those, replayed after creation starts, lists no open
+    # transaction and lets the creation finish at once.
+    lsn = pg.one("SELECT pg_current_wal_lsn()")
+    wait_for(lambda: replica.one("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)),
+             what="the standby to replay past the blocker's start")
     thread, done = create_in_background(replica, "on_standby")
-    rows = wait_for(lambda: creations(replica), what="creation waiting on the standby")
+
+    def waiting():
+        assert not done, f"creation on the standby ended before it could be watched: {done}"
+        return creations(replica)
+
+    rows = wait_for(waiting, what="creation waiting on the standby")
     note = replica.one("SELECT note FROM cdc_health.slot_creations()")
     assert note and "pg_log_standby_snapshot()" in note and "primary" in note, note
     assert rows[0]["snapshots_logged"] == 0, "nothing can be logged on a standby"

@@ -38,7 +38,10 @@ pub fn text_is_private(code: FindingCode, event: Event) -> bool {
     event == Event::BlockerTerminated
         || matches!(
             code,
-            FindingCode::CreationBlocked | FindingCode::LongTransaction | FindingCode::ProbeFailed
+            FindingCode::CreationBlocked
+                | FindingCode::LongTransaction
+                | FindingCode::ProbeFailed
+                | FindingCode::DeliveryFailed
         )
 }
 
@@ -58,6 +61,7 @@ pub fn public_summary(
         FindingCode::CreationBlocked => "a logical slot creation waits for running transactions",
         FindingCode::LongTransaction => "a long-running transaction holds the slot back",
         FindingCode::ProbeFailed => "the mirror probe failed",
+        FindingCode::DeliveryFailed => "alert delivery to the sink failed",
         _ => "an alert",
     };
     format!(

@@ -47,6 +47,20 @@ pub struct MirrorMetrics {
     pub checked_at: Option<f64>,
 }
 
+/// One alert sink and its delivery counters.
+#[derive(Debug, Clone, Default)]
+pub struct SinkMetrics {
+    pub name: String,
+    pub kind: String,
+    pub pending: i64,
+    pub delivered: i64,
+    pub failed: i64,
+    pub dropped: i64,
+    /// Failed permanently or gave up since its last delivery (`delivery_failed`).
+    pub failing: bool,
+    pub last_delivered_at: Option<f64>,
+}
+
 /// Everything but the worker's counters.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -57,6 +71,7 @@ pub struct State {
     pub alerts_open_critical: i64,
     pub creations_waiting: usize,
     pub mirrors: Vec<MirrorMetrics>,
+    pub sinks: Vec<SinkMetrics>,
 }
 
 /// The monitoring worker, as shared memory shows it at scrape time.
@@ -179,6 +194,10 @@ impl Writer {
 
 fn mirror_labels(m: &MirrorMetrics) -> Labels<'_> {
     vec![("mirror", m.name.as_str()), ("kind", m.kind.as_str())]
+}
+
+fn sink_labels(s: &SinkMetrics) -> Labels<'_> {
+    vec![("sink", s.name.as_str()), ("kind", s.kind.as_str())]
 }
 
 fn slot_labels(s: &SlotMetrics) -> Labels<'_> {
@@ -367,7 +386,57 @@ pub fn render_state(state: &State) -> String {
         "When the check was last probed (Unix time).",
         &|m| m.checked_at.map(Value::from),
     );
+    render_sinks(&mut w, &state.sinks);
     w.out
+}
+
+fn render_sinks(w: &mut Writer, sinks: &[SinkMetrics]) {
+    let per_sink = |w: &mut Writer,
+                    name: &str,
+                    kind: &str,
+                    help: &str,
+                    f: &dyn Fn(&SinkMetrics) -> Option<Value>| {
+        w.family(
+            name,
+            kind,
+            help,
+            sinks.iter().map(|s| (sink_labels(s), f(s))),
+        );
+    };
+    per_sink(
+        w,
+        "cdc_health_sink_pending",
+        "gauge",
+        "Alert transitions waiting to be delivered to the sink.",
+        &|s| Some(s.pending.into()),
+    );
+    per_sink(
+        w,
+        "cdc_health_sink_delivered_total",
+        "counter",
+        "Alert transitions the sink accepted.",
+        &|s| Some(s.delivered.into()),
+    );
+    per_sink(w, "cdc_health_sink_failed_total", "counter", "Alert transitions the sink refused for good or that were given up after cdc_health.delivery_max_age.", &|s| Some(s.failed.into()));
+    per_sink(w, "cdc_health_sink_dropped_total", "counter", "Alert transitions dropped unsent because more than cdc_health.delivery_max_pending waited.", &|s| Some(s.dropped.into()));
+    w.family(
+        "cdc_health_sink_finding",
+        "gauge",
+        "1 while the sink has a finding (delivery_failed).",
+        sinks.iter().filter(|s| s.failing).map(|s| {
+            let mut l = sink_labels(s);
+            l.push(("finding", "delivery_failed"));
+            l.push(("severity", "critical"));
+            (l, Some(1_i64))
+        }),
+    );
+    per_sink(
+        w,
+        "cdc_health_sink_last_delivery_timestamp_seconds",
+        "gauge",
+        "When the sink last accepted a transition (Unix time).",
+        &|s| s.last_delivered_at.map(Value::from),
+    );
 }
 
 /// The worker's counters.
@@ -472,6 +541,46 @@ mod tests {
         );
         assert!(
             text.contains(r#"finding="mirror_stale",severity="critical"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn sinks_have_counters_and_a_finding_only_while_failing() {
+        let sink = |name: &str, failing| SinkMetrics {
+            name: name.into(),
+            kind: "webhook".into(),
+            pending: 3,
+            delivered: 10,
+            failed: 1,
+            dropped: 0,
+            failing,
+            last_delivered_at: None,
+        };
+        let text = render_state(&State {
+            sinks: vec![sink("ok", false), sink("bad", true)],
+            ..Default::default()
+        });
+        assert!(
+            text.contains("# TYPE cdc_health_sink_delivered_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"cdc_health_sink_pending{sink="ok",kind="webhook"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"cdc_health_sink_finding{sink="bad",kind="webhook",finding="delivery_failed",severity="critical"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"cdc_health_sink_finding{sink="ok""#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("cdc_health_sink_last_delivery_timestamp_seconds{"),
             "{text}"
         );
     }

@@ -52,10 +52,12 @@ pub enum FindingCode {
     MirrorRowsMismatch,
     ProbeFailed,
     HeartbeatStale,
+    /// A sink (alert delivery) failed permanently or gave up retrying.
+    DeliveryFailed,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 18] = [
+    pub const ALL: [FindingCode; 19] = [
         Self::Lost,
         Self::Unreserved,
         Self::CreationBlocked,
@@ -74,6 +76,7 @@ impl FindingCode {
         Self::MirrorRowsMismatch,
         Self::ProbeFailed,
         Self::HeartbeatStale,
+        Self::DeliveryFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -96,6 +99,7 @@ impl FindingCode {
             Self::MirrorRowsMismatch => "mirror_rows_mismatch",
             Self::ProbeFailed => "probe_failed",
             Self::HeartbeatStale => "heartbeat_stale",
+            Self::DeliveryFailed => "delivery_failed",
         }
     }
 

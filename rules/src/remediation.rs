@@ -96,6 +96,10 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
         | FindingCode::HeartbeatStale => "Check the CDC pipeline writing this mirror and the \
              destination it writes to."
             .to_string(),
+        FindingCode::DeliveryFailed => "Alerts do not reach this sink: check its last_error \
+             in cdc_health.sinks() and the receiver, then fix the sink (remove_sink and \
+             add_sink) or the receiver; transitions still pending are sent once it accepts."
+            .to_string(),
     }
 }
 

@@ -9,7 +9,7 @@ pub mod endpoint;
 pub mod snapshot;
 
 use cdc_health_rules::exposition::{
-    render_state, render_worker, MirrorMetrics, SlotMetrics, State, WorkerMetrics,
+    render_state, render_worker, MirrorMetrics, SinkMetrics, SlotMetrics, State, WorkerMetrics,
 };
 use cdc_health_rules::{ServerObservation, Severity};
 use pgrx::prelude::*;
@@ -97,6 +97,36 @@ fn mirrors() -> SpiResult<Vec<MirrorMetrics>> {
     })
 }
 
+fn sinks() -> SpiResult<Vec<SinkMetrics>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT s.name, s.kind,
+                    (SELECT pg_catalog.count(*) FROM cdc_health.deliveries d
+                     WHERE d.sink OPERATOR(pg_catalog.=) s.name
+                       AND d.delivered_at IS NULL AND d.failed_at IS NULL),
+                    s.delivered, s.failed, s.dropped, s.failing_since IS NOT NULL,
+                    pg_catalog.date_part('epoch', s.last_delivered_at)
+             FROM cdc_health.sinks s ORDER BY s.name",
+            None,
+            &[],
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(SinkMetrics {
+                name: row.get(1)?.unwrap_or_default(),
+                kind: row.get(2)?.unwrap_or_default(),
+                pending: row.get(3)?.unwrap_or(0),
+                delivered: row.get(4)?.unwrap_or(0),
+                failed: row.get(5)?.unwrap_or(0),
+                dropped: row.get(6)?.unwrap_or(0),
+                failing: row.get(7)?.unwrap_or(false),
+                last_delivered_at: row.get(8)?,
+            });
+        }
+        Ok(out)
+    })
+}
+
 /// The state part of the metrics, from one look at the slots.
 pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<String> {
     let (alerts_open_warning, alerts_open_critical) = open_alerts()?;
@@ -107,6 +137,7 @@ pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<Strin
         alerts_open_critical,
         creations_waiting: views.iter().filter(|v| v.creation.is_some()).count(),
         mirrors: mirrors()?,
+        sinks: sinks()?,
     }))
 }
 

@@ -1,0 +1,240 @@
+//! The SQL surface of delivery: `add_sink`, `remove_sink`, `test_sink` and `sinks()`.
+//!
+//! Configuration is the extension owner's (who may grant it on): the functions are not
+//! PUBLIC, and they write the owner-only table as the owner, with values decided here.
+//! `sinks()` is pg_monitor's and shows no secret.
+
+use cdc_health_rules::delivery::{requests, SinkConfig, Transition, Verdict};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use super::{outbox, send};
+use crate::errors;
+use crate::role::{as_extension_owner, Switched};
+use crate::sampling::read_one;
+
+fn stored(name: &str) -> outbox::StoredSink {
+    as_extension_owner(outbox::load_sinks)
+        .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"))
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| {
+            errors::undefined_object(format!("cdc_health: no sink named \"{name}\""))
+        })
+}
+
+/// A test transition: an alert that is not one, so a receiver can be checked end to end.
+fn test_transition(name: &str) -> Transition {
+    let now: String = read_one::<String>(
+        &format!(
+            "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()), {})",
+            outbox::ISO_UTC
+        ),
+        &[],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    Transition {
+        delivery_id: 0,
+        alert_id: 0,
+        event: "test".into(),
+        subject: format!("sink:{name}"),
+        finding: "test".into(),
+        severity: "warning".into(),
+        time: now.clone(),
+        raised_at: now,
+        resolved_at: None,
+        summary: format!("cdc_health.test_sink('{name}'): a test alert; nothing is wrong"),
+        remediation: None,
+        detail: json!({ "test": true }),
+        cluster: outbox::cluster(),
+    }
+}
+
+#[pg_schema]
+mod cdc_health {
+    use super::*;
+
+    /// Adds a sink alerts are delivered to: kind alertmanager, webhook, slack or pagerduty.
+    #[pg_extern(volatile)]
+    fn add_sink(name: &str, kind: &str, url: &str, options: default!(JsonB, "'{}'")) {
+        let _path = Switched::safe_search_path();
+        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+            errors::invalid_parameter(
+                "cdc_health.add_sink: name must be 1 to 200 characters, none a control character"
+                    .into(),
+            );
+        }
+        if let Err(e) = SinkConfig::parse(kind, url, &options.0) {
+            errors::invalid_parameter(format!("cdc_health.add_sink(\"{name}\"): {e}"));
+        }
+        let taken = as_extension_owner(|| {
+            read_one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM cdc_health.sinks WHERE name OPERATOR(pg_catalog.=) $1)",
+                &[name.into()],
+            )
+        })
+        .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"));
+        if taken == Some(true) {
+            errors::raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!("cdc_health: a sink named \"{name}\" exists already"),
+                Some("Remove it first with cdc_health.remove_sink(name), or pick another name."),
+            );
+        }
+        as_extension_owner(|| {
+            Spi::run_with_args(
+                "INSERT INTO cdc_health.sinks (name, kind, url, options) VALUES ($1, $2, $3, $4)",
+                &[name.into(), kind.into(), url.into(), options.into()],
+            )
+        })
+        .unwrap_or_else(|e| error!("cdc_health: could not add sink \"{name}\": {e}"));
+    }
+
+    /// Removes a sink, what waits for it, and resolves its delivery_failed alert.
+    #[pg_extern(volatile)]
+    fn remove_sink(name: &str) -> bool {
+        let _path = Switched::safe_search_path();
+        let removed = as_extension_owner(|| {
+            Spi::run_with_args(
+                "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
+                     updated_at = pg_catalog.now()
+                 WHERE subject OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL",
+                &[format!("sink:{name}").into()],
+            )?;
+            read_one::<String>(
+                "DELETE FROM cdc_health.sinks WHERE name OPERATOR(pg_catalog.=) $1 RETURNING name",
+                &[name.into()],
+            )
+        })
+        .unwrap_or_else(|e| error!("cdc_health: removing sink \"{name}\": {e}"));
+        if removed.is_none() {
+            errors::undefined_object(format!("cdc_health: no sink named \"{name}\""));
+        }
+        true
+    }
+
+    /// Sends a test alert to the sink now and returns the HTTP status it answered.
+    #[pg_extern(volatile)]
+    fn test_sink(name: &str) -> i32 {
+        let _path = Switched::safe_search_path();
+        let sink = stored(name);
+        let batch = [test_transition(name)];
+        let reqs = requests(&sink.config, &batch);
+        let config = sink.config.clone();
+        // Off this backend's thread, waiting in steps that answer cancellation.
+        let rx = send::spawn(move || send::send_all(&config, &reqs));
+        let sent = send::wait_interruptible(&rx).unwrap_or_else(|| {
+            error!("cdc_health.test_sink(\"{name}\"): the sender thread failed")
+        });
+        match (sent.status, sent.verdict) {
+            (Some(status), _) => i32::from(status),
+            (None, Verdict::Retry { reason, .. } | Verdict::Permanent { reason }) => errors::raise(
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                format!("cdc_health.test_sink(\"{name}\"): {reason}"),
+                None,
+            ),
+            (None, Verdict::Delivered) => 0,
+        }
+    }
+
+    /// Every sink with its filters and delivery counters; URLs and options without secrets.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile)]
+    fn sinks() -> TableIterator<
+        'static,
+        (
+            name!(name, String),
+            name!(kind, String),
+            name!(url, String),
+            name!(options, JsonB),
+            name!(pending, i64),
+            name!(delivered, i64),
+            name!(failed, i64),
+            name!(dropped, i64),
+            name!(failing, bool),
+            name!(last_error, Option<String>),
+            name!(last_status, Option<i32>),
+            name!(last_attempt_at, Option<TimestampWithTimeZone>),
+            name!(last_delivered_at, Option<TimestampWithTimeZone>),
+            name!(next_attempt_at, Option<TimestampWithTimeZone>),
+        ),
+    > {
+        let _path = Switched::safe_search_path();
+        let configs = as_extension_owner(outbox::load_sinks)
+            .unwrap_or_else(|e| error!("cdc_health.sinks(): {e}"));
+        type Row = (
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            bool,
+            Option<String>,
+            Option<i32>,
+            Option<TimestampWithTimeZone>,
+            Option<TimestampWithTimeZone>,
+            Option<TimestampWithTimeZone>,
+        );
+        let counters: Vec<Row> = as_extension_owner(|| {
+            Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT s.name,
+                            (SELECT pg_catalog.count(*) FROM cdc_health.deliveries d
+                             WHERE d.sink OPERATOR(pg_catalog.=) s.name
+                               AND d.delivered_at IS NULL AND d.failed_at IS NULL),
+                            s.delivered, s.failed, s.dropped, s.failing_since IS NOT NULL,
+                            s.last_error, s.last_status, s.last_attempt_at, s.last_delivered_at,
+                            s.next_attempt_at
+                         FROM cdc_health.sinks s ORDER BY s.name",
+                        None,
+                        &[],
+                    )?
+                    .map(|r| {
+                        Ok((
+                            r.get(1)?.unwrap_or_default(),
+                            r.get(2)?.unwrap_or(0),
+                            r.get(3)?.unwrap_or(0),
+                            r.get(4)?.unwrap_or(0),
+                            r.get(5)?.unwrap_or(0),
+                            r.get(6)?.unwrap_or(false),
+                            r.get(7)?,
+                            r.get(8)?,
+                            r.get(9)?,
+                            r.get(10)?,
+                            r.get(11)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            })
+        })
+        .unwrap_or_else(|e| error!("cdc_health.sinks(): {e}"));
+        let rows: Vec<_> = counters
+            .into_iter()
+            .map(|c| {
+                let config = configs.iter().find(|s| s.name == c.0);
+                (
+                    c.0.clone(),
+                    config.map_or_else(String::new, |s| s.config.kind.as_str().to_string()),
+                    config.map_or_else(|| "(invalid)".to_string(), |s| s.config.masked_url()),
+                    JsonB(config.map_or(Value::Null, |s| s.config.public_options())),
+                    c.1,
+                    c.2,
+                    c.3,
+                    c.4,
+                    c.5,
+                    c.6,
+                    c.7,
+                    c.8,
+                    c.9,
+                    c.10,
+                )
+            })
+            .collect();
+        TableIterator::new(rows)
+    }
+}
