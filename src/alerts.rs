@@ -184,6 +184,27 @@ fn apply_scoped(
     Ok(applied)
 }
 
+/// Resolves every open alert of `subject` now (its check or sink was removed), announced and
+/// queued like any other resolve.
+pub fn resolve_subject(subject: &str) -> SpiResult<Vec<Applied>> {
+    let open = Spi::connect(|client| load_open(client, Scope::Subject(subject)))?;
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let time = now_text()?;
+    let mut applied = Vec::new();
+    for a in open {
+        let action = Action::Resolve {
+            id: a.id,
+            finding: a.finding,
+        };
+        if let Some((event, row)) = apply_one(action)? {
+            applied.push(notify(event, row, &time)?);
+        }
+    }
+    Ok(applied)
+}
+
 /// Row values an event is reported with.
 struct Reported {
     id: i64,

@@ -605,12 +605,7 @@ mod cdc_health {
             );
         }
         as_extension_owner(|| {
-            Spi::run_with_args(
-                "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
-                     updated_at = pg_catalog.now()
-                 WHERE subject OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL",
-                &[c.subject().into()],
-            )?;
+            crate::alerts::resolve_subject(&c.subject())?;
             Spi::run_with_args(
                 "DELETE FROM cdc_health.mirror_checks WHERE name OPERATOR(pg_catalog.=) $1",
                 &[name.into()],

@@ -206,17 +206,43 @@ pub enum Outcome {
     Failed { reason: String },
 }
 
+/// Updates the rows of `ids` still pending for `sink`; returns how many there were. Rows
+/// given up or dropped meanwhile, or of a sink removed (and maybe added again) since they
+/// were read, are left alone.
+fn update_pending(
+    done_at: Option<&str>,
+    sink: &str,
+    ids: &[i64],
+    error: Option<&str>,
+) -> SpiResult<i64> {
+    let done_at = done_at.map_or_else(String::new, |c| format!("{c} = pg_catalog.now(), "));
+    Spi::connect_mut(|client| {
+        let rows = client.update(
+            &format!(
+                "WITH done AS (
+                 UPDATE cdc_health.deliveries SET {done_at}
+                     attempts = attempts OPERATOR(pg_catalog.+) 1, error = $3
+                 WHERE id OPERATOR(pg_catalog.=) ANY ($1) AND sink OPERATOR(pg_catalog.=) $2
+                   AND delivered_at IS NULL AND failed_at IS NULL
+                 RETURNING 1)
+             SELECT pg_catalog.count(*) FROM done"
+            ),
+            Some(1),
+            &[ids.to_vec().into(), sink.into(), error.into()],
+        )?;
+        Ok(rows.first().get_one::<i64>()?.unwrap_or(0))
+    })
+}
+
 /// Records what happened to `ids` (sent together, in order) and updates the sink's counters.
 pub fn record(sink: &str, ids: &[i64], outcome: &Outcome, status: Option<u16>) -> SpiResult<()> {
     let status = status.map(i32::from);
     match outcome {
         Outcome::Delivered => {
-            Spi::run_with_args(
-                "UPDATE cdc_health.deliveries SET delivered_at = pg_catalog.now(),
-                     attempts = attempts OPERATOR(pg_catalog.+) 1, error = NULL
-                 WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-                &[ids.to_vec().into()],
-            )?;
+            let n = update_pending(Some("delivered_at"), sink, ids, None)?;
+            if n == 0 && !ids.is_empty() {
+                return Ok(());
+            }
             Spi::run_with_args(
                 "UPDATE cdc_health.sinks SET
                      delivered = delivered OPERATOR(pg_catalog.+) $2, attempts = 0,
@@ -224,16 +250,13 @@ pub fn record(sink: &str, ids: &[i64], outcome: &Outcome, status: Option<u16>) -
                      last_status = $3, last_delivered_at = pg_catalog.now(),
                      failing_since = NULL
                  WHERE name OPERATOR(pg_catalog.=) $1",
-                &[sink.into(), (ids.len() as i64).into(), status.into()],
+                &[sink.into(), n.into(), status.into()],
             )
         }
         Outcome::Retry { reason, wait_secs } => {
-            Spi::run_with_args(
-                "UPDATE cdc_health.deliveries SET attempts = attempts OPERATOR(pg_catalog.+) 1,
-                     error = $2
-                 WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-                &[ids.to_vec().into(), reason.as_str().into()],
-            )?;
+            if update_pending(None, sink, ids, Some(reason))? == 0 {
+                return Ok(());
+            }
             Spi::run_with_args(
                 "UPDATE cdc_health.sinks SET attempts = attempts OPERATOR(pg_catalog.+) 1,
                      next_attempt_at = pg_catalog.now() OPERATOR(pg_catalog.+)
@@ -249,15 +272,23 @@ pub fn record(sink: &str, ids: &[i64], outcome: &Outcome, status: Option<u16>) -
             )
         }
         Outcome::Failed { reason } => {
-            Spi::run_with_args(
-                "UPDATE cdc_health.deliveries SET failed_at = pg_catalog.now(),
-                     attempts = attempts OPERATOR(pg_catalog.+) 1, error = $2
-                 WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-                &[ids.to_vec().into(), reason.as_str().into()],
-            )?;
-            mark_failing(sink, ids.len() as i64, status, reason)
+            let n = update_pending(Some("failed_at"), sink, ids, Some(reason))?;
+            if n == 0 {
+                return Ok(());
+            }
+            mark_failing(sink, n, status, reason)
         }
     }
+}
+
+/// The sink lost a transition in this round, whatever came after it: it is failing until a
+/// later round delivers.
+pub fn set_failing(sink: &str) -> SpiResult<()> {
+    Spi::run_with_args(
+        "UPDATE cdc_health.sinks SET failing_since = COALESCE(failing_since, pg_catalog.now())
+         WHERE name OPERATOR(pg_catalog.=) $1",
+        &[sink.into()],
+    )
 }
 
 /// `n` transitions of `sink` are lost for good: counted, and the sink is failing.
@@ -393,11 +424,15 @@ pub fn prune() -> SpiResult<()> {
     )
 }
 
-/// Records Alertmanager's periodic resend (whatever its outcome, it is not repeated at once).
+/// Records Alertmanager's periodic resend (whatever its outcome, it is not repeated at once);
+/// one that was accepted shows the sink delivers again.
 pub fn resent(sink: &str, error: Option<&str>) -> SpiResult<()> {
     Spi::run_with_args(
         "UPDATE cdc_health.sinks SET resent_at = pg_catalog.now(),
-             last_error = COALESCE($2, last_error)
+             last_error = COALESCE($2, last_error),
+             failing_since = CASE WHEN $2 IS NULL THEN NULL ELSE failing_since END,
+             last_delivered_at = CASE WHEN $2 IS NULL THEN pg_catalog.now()
+                                      ELSE last_delivered_at END
          WHERE name OPERATOR(pg_catalog.=) $1",
         &[sink.into(), error.into()],
     )

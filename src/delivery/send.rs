@@ -94,6 +94,26 @@ pub fn send_all(config: &SinkConfig, requests: &[Request]) -> Sent {
     last
 }
 
+/// Sends each request (one per Alertmanager of an HA group) whatever the others answer:
+/// delivered when any accepted, as Prometheus does; a member that was down gets the open
+/// alerts again at the next resend.
+pub fn send_any(config: &SinkConfig, requests: &[Request]) -> Sent {
+    let mut first_failure = None;
+    let mut delivered = None;
+    for r in requests {
+        let sent = send_all(config, std::slice::from_ref(r));
+        if sent.verdict == Verdict::Delivered {
+            delivered.get_or_insert(sent);
+        } else {
+            first_failure.get_or_insert(sent);
+        }
+    }
+    delivered.or(first_failure).unwrap_or(Sent {
+        verdict: Verdict::Delivered,
+        status: None,
+    })
+}
+
 /// Runs `f` on a new thread; its result arrives on the receiver.
 pub fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Receiver<T> {
     let (tx, rx) = channel();

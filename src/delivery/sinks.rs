@@ -99,12 +99,8 @@ mod cdc_health {
     fn remove_sink(name: &str) -> bool {
         let _path = Switched::safe_search_path();
         let removed = as_extension_owner(|| {
-            Spi::run_with_args(
-                "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
-                     updated_at = pg_catalog.now()
-                 WHERE subject OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL",
-                &[format!("sink:{name}").into()],
-            )?;
+            // The other sinks hear the resolve of this one's delivery_failed.
+            crate::alerts::resolve_subject(&format!("sink:{name}"))?;
             read_one::<String>(
                 "DELETE FROM cdc_health.sinks WHERE name OPERATOR(pg_catalog.=) $1 RETURNING name",
                 &[name.into()],

@@ -29,6 +29,8 @@ use crate::{alerts, settings};
 const BATCH: i64 = 100;
 /// How often expiry, the queue bound, pruning and `delivery_failed` are looked at.
 const HOUSEKEEPING_SECS: f64 = 5.0;
+/// How long a sink waits after its outcome could not be recorded.
+const HOLD_SECS: f64 = 5.0;
 
 pub fn register() {
     BackgroundWorkerBuilder::new("cdc_health delivery")
@@ -64,7 +66,11 @@ fn send_units(
 ) -> Vec<(Vec<i64>, Sent)> {
     let mut out = Vec::new();
     for unit in units {
-        let sent = send::send_all(&config, &unit.requests);
+        let sent = if batches(config.kind) {
+            send::send_any(&config, &unit.requests)
+        } else {
+            send::send_all(&config, &unit.requests)
+        };
         let stop = matches!(sent.verdict, Verdict::Retry { .. });
         out.push((unit.ids, sent));
         if stop {
@@ -128,6 +134,8 @@ fn record(name: &str, attempts: i32, resend: bool, results: &[(Vec<i64>, Sent)])
         outbox::record(name, ids, &outcome, sent.status)?;
     }
     if failed {
+        // A delivery after the refused one must not hide the loss.
+        outbox::set_failing(name)?;
         warning!(
             "cdc_health: sink \"{name}\" refused an alert transition for good: {}",
             results
@@ -205,6 +213,9 @@ fn next_units(sink: &StoredSink, now: f64) -> SpiResult<Option<(Vec<Unit>, bool)
         .is_none_or(|at| now - at >= settings::alertmanager_resend_secs());
     if batches(sink.config.kind) && resend_due {
         let open = outbox::open_alerts(sink)?;
+        if open.is_empty() {
+            return Ok(None);
+        }
         let units = vec![Unit {
             ids: Vec::new(),
             requests: requests(&sink.config, &open),
@@ -223,6 +234,9 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
     limit_own_statements();
     log!("cdc_health: delivery worker started in database \"{database}\"");
     let mut in_flight: HashMap<String, InFlight> = HashMap::new();
+    // Sinks whose last outcome could not be recorded wait this long (Unix time) before the
+    // next try, rather than being sent the same rows again at once.
+    let mut held: HashMap<String, f64> = HashMap::new();
     let mut last_housekeeping = 0.0;
     let mut last_failure: Option<(String, f64)> = None;
     loop {
@@ -237,20 +251,24 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
                 false
             }
             Err(TryRecvError::Empty) => true,
-            // The thread panicked: nothing is known, so everything is sent again.
-            Err(TryRecvError::Disconnected) => false,
+            // The thread panicked: nothing is known, so everything is sent again, later.
+            Err(TryRecvError::Disconnected) => {
+                held.insert(name.clone(), now_secs() + HOLD_SECS);
+                false
+            }
         });
         for (name, attempts, resend, results) in finished {
-            if let Err(m) = flatten(guarded(|| record(&name, attempts, resend, &results))) {
+            if let Err(m) = transaction(|| record(&name, attempts, resend, &results)) {
+                held.insert(name.clone(), now_secs() + HOLD_SECS);
                 crate::worker::log_failure("recording a delivery failed", m, &mut last_failure);
             }
         }
         let now = now_secs();
-        let installed = flatten(guarded(|| Ok(monitor::installed()?.is_current())));
+        let installed = transaction(|| Ok(monitor::installed()?.is_current()));
         if installed == Ok(true) {
             if now - last_housekeeping >= HOUSEKEEPING_SECS {
                 last_housekeeping = now;
-                if let Err(m) = flatten(guarded(housekeeping)) {
+                if let Err(m) = transaction(housekeeping) {
                     crate::worker::log_failure(
                         "delivery housekeeping failed",
                         m,
@@ -258,8 +276,9 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
                     );
                 }
             }
-            let busy: Vec<String> = in_flight.keys().cloned().collect();
-            let starts = flatten(guarded(|| {
+            held.retain(|_, until| *until > now);
+            let busy: Vec<String> = in_flight.keys().chain(held.keys()).cloned().collect();
+            let starts = transaction(|| {
                 let mut starts = Vec::new();
                 for sink in outbox::load_sinks()? {
                     if busy.contains(&sink.name) {
@@ -270,7 +289,7 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
                     }
                 }
                 Ok(starts)
-            }));
+            });
             match starts {
                 Ok(starts) => {
                     for (sink, units, resend) in starts {
@@ -299,10 +318,10 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
     log!("cdc_health: delivery worker stopped");
 }
 
-fn flatten<T>(r: Result<SpiResult<T>, String>) -> Result<T, String> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(m) => Err(m),
-    }
+/// Runs `body` in a transaction of its own; an SPI error aborts it like any other error, so
+/// no half of a round's writes is committed.
+fn transaction<T>(
+    body: impl FnOnce() -> SpiResult<T> + std::panic::UnwindSafe,
+) -> Result<T, String> {
+    guarded(|| body().unwrap_or_else(|e| error!("{e}")))
 }

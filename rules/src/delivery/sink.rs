@@ -231,10 +231,12 @@ pub fn mask_url(kind: SinkKind, url: &str) -> String {
     let path_start = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(path_start);
     out.push_str(authority);
-    if kind == SinkKind::Slack {
+    // Slack's webhook path is its credential; so is many a webhook's (Discord, Mattermost,
+    // Zapier): only the host is shown of those.
+    if matches!(kind, SinkKind::Slack | SinkKind::Webhook) {
         let (kept, secret) = match path.find("/services/") {
-            Some(i) => path.split_at(i + "/services/".len()),
-            None => ("", path),
+            Some(i) if kind == SinkKind::Slack => path.split_at(i + "/services/".len()),
+            _ => ("", path),
         };
         out.push_str(kept);
         let hidden: Vec<&str> = secret
@@ -344,7 +346,7 @@ fn validate_url(kind: SinkKind, url: &str) -> Result<(), String> {
         }
         None => host
             .chars()
-            .all(|c| c.is_alphanumeric() || "-._~%".contains(c)),
+            .all(|c| c.is_ascii_alphanumeric() || "-._~%".contains(c)),
     };
     if host.is_empty() {
         return bad("it has no host");
@@ -456,9 +458,12 @@ fn parse_headers(value: &Value) -> Result<Vec<(String, String)>, String> {
         };
         // CR and LF would split the header (request smuggling); other controls but tab are
         // refused by HTTP clients at send time, which would fail every delivery.
-        if text.chars().any(|c| c.is_control() && c != '\t') {
+        if text
+            .chars()
+            .any(|c| (c.is_control() && c != '\t') || !c.is_ascii())
+        {
             return Err(format!(
-                "header {name:?} in option \"headers\" has a line break, NUL or other control character in its value"
+                "header {name:?} in option \"headers\" has a line break, a control or a non-ASCII character in its value"
             ));
         }
         headers.push((name.clone(), text.clone()));
@@ -686,7 +691,7 @@ mod tests {
     fn other_kinds_take_one_url() {
         assert_eq!(
             error("webhook", "https://a/x, https://b/x", Value::Null),
-            "sink kind webhook takes exactly one URL, not the list \"https://a/x, https://b/x\" (only alertmanager takes several)"
+            "sink kind webhook takes exactly one URL, not the list \"https://a/***, https://b/***\" (only alertmanager takes several)"
         );
         let e = error("slack", &format!("{SLACK},{SLACK}"), Value::Null);
         assert!(
@@ -709,18 +714,18 @@ mod tests {
             ),
             (
                 "example.com/hook",
-                "malformed URL \"example.com/hook\": must start with http:// or https://",
+                "malformed URL \"example.com/***\": must start with http:// or https://",
             ),
             (
                 "http:/example.com",
-                "malformed URL \"http:/example.com\": must start with http:// or https://",
+                "malformed URL \"http:/***\": must start with http:// or https://",
             ),
             ("https://", "malformed URL \"https://\": it has no host"),
-            ("https:///x", "malformed URL \"https:///x\": it has no host"),
-            ("https://:80/x", "malformed URL \"https://:80/x\": it has no host"),
+            ("https:///x", "malformed URL \"https:///***\": it has no host"),
+            ("https://:80/x", "malformed URL \"https://:80/***\": it has no host"),
             (
                 "https://u:p@/x",
-                "malformed URL \"https://***@/x\": it has no host",
+                "malformed URL \"https://***@/***\": it has no host",
             ),
             (
                 "https://exa mple.com",
@@ -728,11 +733,11 @@ mod tests {
             ),
             (
                 "https://example.com/\u{7}",
-                "malformed URL \"https://example.com/\\u{7}\": it contains whitespace or a control character",
+                "malformed URL \"https://example.com/***\": it contains whitespace or a control character",
             ),
             (
                 "https://example.com/x#top",
-                "malformed URL \"https://example.com/x#***\": a fragment (#...) is not sent to the server",
+                "malformed URL \"https://example.com/***#***\": a fragment (#...) is not sent to the server",
             ),
             (
                 "https://example.com:0/",
@@ -760,7 +765,7 @@ mod tests {
             ),
             (
                 "https://[::1/x",
-                "malformed URL \"https://[::1/x\": its IPv6 host lacks the closing \"]\"",
+                "malformed URL \"https://[::1/***\": its IPv6 host lacks the closing \"]\"",
             ),
             (
                 "https://[::1]x/",
@@ -795,19 +800,21 @@ mod tests {
             "https://[::1]:9093",
             "https://[2001:db8::1]/",
             "http://10.0.0.1:9093?x=1",
-            "https://bücher.example/x",
+            "https://xn--bcher-kva.example/x",
             "https://my_host.internal/x",
         ] {
             let sink = parse("webhook", url, Value::Null);
             assert_eq!(sink.map(|s| s.urls), Ok(vec![url.to_string()]), "{url}");
         }
+        // HTTP clients send only ASCII hosts: an IDN is written in its punycode form.
+        assert!(parse("webhook", "https://bücher.example/x", Value::Null).is_err());
     }
 
     #[test]
     fn masking() {
         let cases = [
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://example.com/x",
                 "https://example.com/x",
             ),
@@ -817,13 +824,13 @@ mod tests {
                 "https://***@host:9093/x",
             ),
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://host/x?token=abc&b=2",
                 "https://host/x?***",
             ),
-            (SinkKind::Webhook, "https://host/x?", "https://host/x?"),
+            (SinkKind::Pagerduty, "https://host/x?", "https://host/x?"),
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://u@host/x?t=1#frag",
                 "https://***@host/x?***#***",
             ),
@@ -852,28 +859,40 @@ mod tests {
                 "https://hooks.slack.com",
                 "https://hooks.slack.com",
             ),
-            // Only slack's path is secret.
+            // Only slack's and webhook's paths are secret.
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://host/services/T0/B0",
                 "https://host/services/T0/B0",
             ),
             // An unescaped "/" in a password does not leak it.
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://user:pa/ss@host/x",
                 "https://***@host/x",
             ),
             (
-                SinkKind::Webhook,
+                SinkKind::Pagerduty,
                 "https://a:b@c@host/",
                 "https://***@host/",
             ),
+            // A webhook's path is often its credential (Discord, Mattermost, Zapier).
+            (
+                SinkKind::Webhook,
+                "https://discord.com/api/webhooks/123/t0ken",
+                "https://discord.com/***/***/***/***",
+            ),
+            (
+                SinkKind::Webhook,
+                "https://u:p@host/x?t=1",
+                "https://***@host/***?***",
+            ),
+            (SinkKind::Webhook, "https://host", "https://host"),
             // Not URLs at all, still masked.
-            (SinkKind::Webhook, "user:pw@host/x", "***@host/x"),
-            (SinkKind::Webhook, "x?secret", "x?***"),
-            (SinkKind::Webhook, "", ""),
-            (SinkKind::Webhook, "a b://u@h", "***@h"),
+            (SinkKind::Pagerduty, "user:pw@host/x", "***@host/x"),
+            (SinkKind::Pagerduty, "x?secret", "x?***"),
+            (SinkKind::Pagerduty, "", ""),
+            (SinkKind::Pagerduty, "a b://u@h", "***@h"),
         ];
         for (kind, url, expected) in cases {
             assert_eq!(mask_url(kind, url), expected, "{url}");
@@ -1124,16 +1143,23 @@ mod tests {
             let e = error("webhook", "https://h/", json!({"headers": {"X-A": value}}));
             assert_eq!(
                 e,
-                "header \"X-A\" in option \"headers\" has a line break, NUL or other control character in its value"
+                "header \"X-A\" in option \"headers\" has a line break, a control or a non-ASCII character in its value"
             );
         }
         let sink = parse(
             "webhook",
             "https://h/",
-            json!({"headers": {"X-A": "tab\tand ünïcode"}}),
+            json!({"headers": {"X-A": "tab\tand text"}}),
         )
         .unwrap();
-        assert_eq!(sink.headers[0].1, "tab\tand ünïcode");
+        assert_eq!(sink.headers[0].1, "tab\tand text");
+        // HTTP clients refuse non-ASCII header values when sending.
+        assert!(parse(
+            "webhook",
+            "https://h/",
+            json!({"headers": {"X-A": "ünïcode"}})
+        )
+        .is_err());
     }
 
     #[test]
