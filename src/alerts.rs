@@ -123,7 +123,7 @@ fn load_recently_resolved(
 }
 
 /// The transaction's time as ISO 8601 UTC, for payloads.
-fn now_text() -> SpiResult<String> {
+pub(crate) fn now_text() -> SpiResult<String> {
     Ok(crate::sampling::read_one::<String>(
         "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()),
                                    'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
@@ -147,7 +147,7 @@ pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
 pub fn apply_for(subject: &str, observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
     let mut policy = settings::alert_policy();
     policy.interval_secs = settings::mirror_interval_secs();
-    apply_scoped(Scope::Subject(subject), observed, now, policy)
+    apply_subject(subject, observed, now, policy)
 }
 
 /// The same for one subject under `policy` (a sink's `delivery_failed`).

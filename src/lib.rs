@@ -12,6 +12,7 @@ mod creations;
 mod delivery;
 mod errors;
 mod history;
+mod http_client;
 mod jsonb;
 mod metrics;
 mod mirrors;

@@ -46,17 +46,7 @@ pub struct Stream {
 }
 
 fn agent(server: &Server) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(server.connect_timeout))
-        .timeout_global(Some(server.timeout))
-        .http_status_as_error(false)
-        // The credentials go in headers: never to wherever a redirect points, and never
-        // through a proxy the server's environment happens to name.
-        .max_redirects(0)
-        .proxy(None)
-        .user_agent("cdc_health")
-        .build()
-        .into()
+    crate::http_client::agent(server.connect_timeout, server.timeout, "cdc_health")
 }
 
 fn encode(value: &str) -> String {

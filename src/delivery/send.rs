@@ -16,17 +16,9 @@ pub struct Sent {
 }
 
 fn agent(config: &SinkConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(config.timeout))
-        .timeout_global(Some(config.timeout))
-        .http_status_as_error(false)
-        // A redirect is an answer (permanent), not an instruction: credentials in headers
-        // go nowhere the owner did not name, and never through the environment's proxy.
-        .max_redirects(0)
-        .proxy(None)
-        .user_agent(concat!("cdc_health/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+    // A redirect is an answer (permanent), not an instruction.
+    let user_agent = concat!("cdc_health/", env!("CARGO_PKG_VERSION"));
+    crate::http_client::agent(config.timeout, config.timeout, user_agent)
 }
 
 fn now_unix() -> f64 {

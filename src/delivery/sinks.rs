@@ -27,16 +27,7 @@ fn stored(name: &str) -> outbox::StoredSink {
 
 /// A test transition: an alert that is not one, so a receiver can be checked end to end.
 fn test_transition(name: &str) -> Transition {
-    let now: String = read_one::<String>(
-        &format!(
-            "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()), {})",
-            outbox::ISO_UTC
-        ),
-        &[],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+    let now = crate::alerts::now_text().unwrap_or_default();
     Transition {
         delivery_id: 0,
         alert_id: 0,
