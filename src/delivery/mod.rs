@@ -66,5 +66,7 @@ REVOKE ALL ON cdc_health.deliveries FROM PUBLIC;
 GRANT SELECT ON cdc_health.deliveries TO pg_monitor;
 "#,
     name = "delivery_tables",
-    requires = ["tables"]
+    // After the mirror tables, as in the upgrade script: pg_extension.extconfig lists
+    // configuration tables in creation order, and a fresh install must equal an upgrade.
+    requires = ["tables", "mirror_tables"]
 );
