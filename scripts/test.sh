@@ -2,6 +2,9 @@
 # Runs every test: the rules' unit tests, #[pg_test]s, pg_regress and the integration tests
 # against real clusters (upgrades from every release and the packages included), on each
 # PostgreSQL version in CDC_HEALTH_PG_VERSIONS (default: every supported one, 15 to 18).
+# Everything is built first, one major after another; then the majors' integration suites
+# run side by side (they mostly wait on servers: one uses under a fifth of a core), at most
+# CDC_HEALTH_TEST_JOBS at once (default: all). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -19,8 +22,40 @@ for v in $CDC_HEALTH_PG_VERSIONS; do
   pg_config="$(pg_config_for "$v")"
   step "PostgreSQL $v: #[pg_test]s"
   cargo pgrx test "pg$v" --runas postgres --pgdata "$CDC_HEALTH_RUN/pgrx-$v"
-  step "PostgreSQL $v: install, then pg_regress and integration tests on real clusters"
+  step "PostgreSQL $v: install, package and build the releases the upgrade test starts from"
   # Installed after `pgrx test`, which leaves a build with the test functions behind.
   install_into "$pg_config"
-  PG_CONFIG="$pg_config" /usr/bin/python3 -m pytest -p no:cacheprovider -q tests "$@"
+  # Built here rather than inside the side-by-side suites, where compiling would compete.
+  bash scripts/package.sh --debug "$v" >/dev/null
+  for release in $(awk -v m="$v" '!/^#/ && NF && ("," $4 ",") ~ ("," m ",") { print $1 }' \
+                     sql/RELEASES); do
+    bash scripts/build-release.sh "$release" "$v" >/dev/null
+  done
 done
+
+logs="$CDC_HEALTH_RUN/test-logs"
+mkdir -p "$logs"
+jobs_max="${CDC_HEALTH_TEST_JOBS:-$(wc -w <<<"$CDC_HEALTH_PG_VERSIONS")}"
+step "PostgreSQL $CDC_HEALTH_PG_VERSIONS: pg_regress and integration tests on real clusters," \
+     "$jobs_max at a time"
+declare -A pids=()
+started=$(date +%s)
+for v in $CDC_HEALTH_PG_VERSIONS; do
+  while (( $(jobs -rp | wc -l) >= jobs_max )); do wait -n || true; done
+  PG_CONFIG="$(pg_config_for "$v")" /usr/bin/python3 -m pytest -p no:cacheprovider -q \
+    tests "$@" >"$logs/pg$v.log" 2>&1 &
+  pids[$v]=$!
+done
+failed=()
+for v in $CDC_HEALTH_PG_VERSIONS; do
+  status=0
+  wait "${pids[$v]}" || status=$?
+  step "PostgreSQL $v: integration tests (exit $status)"
+  cat "$logs/pg$v.log"
+  (( status == 0 )) || failed+=("$v")
+done
+echo "integration tests of all majors: $(( $(date +%s) - started )) s"
+if (( ${#failed[@]} )); then
+  echo "FAILED on PostgreSQL ${failed[*]}" >&2
+  exit 1
+fi

@@ -9,7 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
-use cdc_health_rules::failover::{failover_unready, standby_slot_blocking, FailoverSetup};
+use cdc_health_rules::failover::{
+    failover_unready, standby_slot_blocking, synced_copy_unready, FailoverSetup,
+};
 use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
 use cdc_health_rules::idle_timeout::{self, idle_timeout_finding};
 use cdc_health_rules::remediation::remedy_for;
@@ -169,19 +171,23 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     } else {
         standby_slot_blocking(&slots, &listed, &creations::waiting_for_standby()?)
     };
-    // Readiness for a promotion is judged on the primary (a standby's copies are its own).
+    // Readiness for a promotion: on the primary from its slots and settings, on a standby
+    // from its synchronized copies and its own settings.
     let expect = settings::EXPECT_FAILOVER.get();
-    let failover_setup =
-        (!server.in_recovery && expect != settings::ExpectFailover::Off).then(|| FailoverSetup {
-            listed: listed.clone(),
-            expected: expect == settings::ExpectFailover::On,
-        });
+    let judged = expect != settings::ExpectFailover::Off;
+    let failover_setup = (judged && !server.in_recovery).then(|| FailoverSetup {
+        listed: listed.clone(),
+        expected: expect == settings::ExpectFailover::On,
+    });
+    let standby_sync =
+        (judged && server.in_recovery && slots.iter().any(|s| s.synced == Some(true)))
+            .then(sampling::standby_sync);
     let unready: Vec<Option<Finding>> = slots
         .iter()
-        .map(|s| {
-            failover_setup
-                .as_ref()
-                .and_then(|f| failover_unready(s, &slots, f))
+        .map(|s| match (&failover_setup, &standby_sync) {
+            (Some(f), _) => failover_unready(s, &slots, f),
+            (None, Some(sync)) => synced_copy_unready(s, sync),
+            (None, None) => None,
         })
         .collect();
 

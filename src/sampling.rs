@@ -15,11 +15,11 @@ const VERSIONED_COLUMNS: &str =
     "CASE WHEN s.conflicting THEN 'conflict with recovery' END, NULL::float8";
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
 const VERSIONED_COLUMNS: &str = "NULL::text, NULL::float8";
-/// `failover` (17+), last in the select list.
+/// `failover` and `synced` (17+), last in the select list.
 #[cfg(any(feature = "pg17", feature = "pg18"))]
-const FAILOVER_COLUMN: &str = "s.failover";
+const FAILOVER_COLUMNS: &str = "s.failover, s.synced";
 #[cfg(not(any(feature = "pg17", feature = "pg18")))]
-const FAILOVER_COLUMN: &str = "NULL::bool";
+const FAILOVER_COLUMNS: &str = "NULL::bool, NULL::bool";
 
 fn slots_query() -> String {
     format!(
@@ -28,7 +28,7 @@ fn slots_query() -> String {
                 s.confirmed_flush_lsn::text, s.safe_wal_size, \
                 pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
                 {VERSIONED_COLUMNS}, r.total_txns, r.spill_txns, r.spill_bytes, \
-                r.stream_bytes, r.total_bytes, {FAILOVER_COLUMN} \
+                r.stream_bytes, r.total_bytes, {FAILOVER_COLUMNS} \
          FROM pg_catalog.pg_replication_slots s \
          LEFT JOIN pg_catalog.pg_stat_replication_slots r \
                 ON r.slot_name OPERATOR(pg_catalog.=) s.slot_name"
@@ -98,6 +98,19 @@ pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
 
 fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
     setting_text(name)?.parse().ok()
+}
+
+/// A standby's settings for slot synchronisation (17+). `primary_conninfo` is only looked
+/// into for a dbname: it may hold a password and never leaves this function.
+pub fn standby_sync() -> cdc_health_rules::failover::StandbySync {
+    let on = |name: &std::ffi::CStr| setting_text(name).is_some_and(|v| v == "on");
+    cdc_health_rules::failover::StandbySync {
+        sync_replication_slots: on(c"sync_replication_slots"),
+        hot_standby_feedback: on(c"hot_standby_feedback"),
+        primary_slot_name: setting_text(c"primary_slot_name").is_some_and(|v| !v.is_empty()),
+        conninfo_dbname: setting_text(c"primary_conninfo")
+            .is_some_and(|v| cdc_health_rules::failover::conninfo_has_dbname(&v)),
+    }
 }
 
 /// The physical slots of `synchronized_standby_slots` (17+; empty when unset or absent).
@@ -175,6 +188,7 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                     _ => None,
                 },
                 failover: row.get(21)?,
+                synced: row.get(22)?,
             });
         }
         Ok(out)

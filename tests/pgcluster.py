@@ -237,11 +237,13 @@ class Cluster:
         """A LISTEN connection; its `wait()` returns decoded JSON payloads."""
         return Listener(self.connect(), channel)
 
-    def standby(self, slot, settings=None):
-        """A streaming physical standby using `slot`, with hot_standby_feedback on."""
+    def standby(self, slot, settings=None, dbname=None):
+        """A streaming physical standby using `slot`, with hot_standby_feedback on; `dbname`
+        goes into primary_conninfo (slot synchronisation, 17+, connects to a database)."""
         # primary_conninfo is written here rather than by `pg_basebackup -R`: on 17 that adds
         # options (sslnegotiation) an older system libpq in the walreceiver rejects.
-        conninfo = f"'host=127.0.0.1 port={self.port} user=postgres'"
+        db = f" dbname={dbname}" if dbname else ""
+        conninfo = f"'host=127.0.0.1 port={self.port} user=postgres{db}'"
         replica = Cluster(self.pg_config, name="standby",
                           settings={"primary_conninfo": conninfo, "primary_slot_name": f"'{slot}'",
                                     **(settings or {})})
@@ -255,6 +257,12 @@ class Cluster:
         replica.start()
         self.children.append(replica)
         return replica
+
+    def promote(self):
+        """Promotes a standby and waits until it accepts writes."""
+        subprocess.run(as_postgres([self.bin("pg_ctl"), "-D", self.datadir, "-w", "promote"]),
+                       check=True, stdout=subprocess.DEVNULL, env=self.server_env())
+        wait_for(lambda: not self.one("SELECT pg_is_in_recovery()"), what="the promotion")
 
     # Cluster doubles as a child of another cluster (a standby): stop() = close().
     def stop(self):

@@ -1,6 +1,9 @@
-"""What newer majors changed: decoding spills (pg_stat_replication_slots, 14+) and 18's
+"""What newer majors changed: decoding spills (pg_stat_replication_slots, 14+), logical slots on
+standbys (16), failover slots and their synchronisation (17) and 18's
 idle_replication_slot_timeout."""
 
+import os
+import threading
 import time
 
 import pytest
@@ -183,3 +186,89 @@ def test_failover_unready_names_the_first_gap(make_cluster, pg_config):
     assert pg.health("fo")["status"] == "ok" or "inactive" in pg.health("fo")["findings"]
     pg.set_config(cdc_health__expect_failover="off")
     wait_for(lambda: gap("plain") is None, what="expect_failover off")
+
+
+def test_promotion_keeps_exactly_the_slots_called_ready(make_cluster, pg_config):
+    needs_major(pg_config, 17, "slot synchronisation is new in PostgreSQL 17")
+    pg = started(make_cluster)
+    pg.sql("SELECT pg_create_physical_replication_slot('sb', true)")
+    replica = pg.standby("sb", dbname="postgres", settings={"sync_replication_slots": "on"})
+    wait_for(lambda: pg.one("SELECT active FROM pg_replication_slots WHERE slot_name = 'sb'"),
+             what="the standby streaming")
+    pg.sql("SELECT pg_create_logical_replication_slot('plain', 'test_decoding')")
+    pg.sql("SELECT pg_create_logical_replication_slot('fo', 'test_decoding', false, false, true)")
+    pg.sql("CREATE TABLE feed (x int)")
+
+    def gap(cluster, slot):
+        row = cluster.health(slot)
+        return row["summary"] if "failover_unready" in row["findings"] else None
+
+    wait_for(lambda: "synchronized_standby_slots is empty" in (gap(pg, "fo") or ""),
+             what="fo unready: the standby is not listed")
+    pg.set_config(synchronized_standby_slots="sb")
+    wait_for(lambda: gap(pg, "fo") is None, what="fo ready on the primary")
+    assert "failover = false" in gap(pg, "plain")
+    # The consumer moves the slot on; the standby's copy is persisted once it has caught up.
+    pg.recvlogical("fo")
+    pg.sql("INSERT INTO feed VALUES (1)")
+
+    def synced_copy():
+        pg.sql("SELECT pg_log_standby_snapshot()")
+        rows = replica.sql("SELECT temporary FROM pg_replication_slots "
+                           "WHERE slot_name = 'fo' AND synced")
+        return rows and rows[0][0] is False
+
+    wait_for(synced_copy, timeout=90, interval=1, what="a persistent synchronized copy of fo")
+    assert gap(replica, "fo") is None, replica.health("fo")
+    # The standby's own settings are judged there: with synchronisation off the copy goes stale.
+    replica.set_config(sync_replication_slots="off")
+    wait_for(lambda: "sync_replication_slots is off" in (gap(replica, "fo") or ""),
+             what="the standby's setting named")
+    assert "sync_replication_slots = on" in replica.health("fo")["remediation"]
+    replica.set_config(sync_replication_slots="on")
+    wait_for(lambda: gap(replica, "fo") is None, what="the copy ready again")
+
+    # The primary fails; the standby is promoted. What was called ready is there and streams.
+    pg.sql("INSERT INTO feed VALUES (2)")
+    wait_for(lambda: replica.one("SELECT count(*) FROM feed") == 2, what="the standby replaying")
+    pg.stop_server("immediate")
+    replica.promote()
+    names = {r[0] for r in replica.sql("SELECT slot_name FROM pg_replication_slots")}
+    assert "fo" in names, names
+    assert "plain" not in names, f"plain was called unready, yet it survived: {names}"
+    replica.recvlogical("fo")
+    replica.sql("INSERT INTO feed VALUES (42)")
+    out = os.path.join(replica.base, "fo.out")
+    wait_for(lambda: os.path.exists(out) and "x[integer]:42" in open(out).read(), timeout=60,
+             what="the promoted server's changes streamed from the synchronized slot")
+
+
+def test_a_standby_slot_that_conflicts_is_lost_with_the_reason(make_cluster, pg_config):
+    needs_major(pg_config, 16, "logical decoding on a standby is new in PostgreSQL 16")
+    pg = started(make_cluster)
+    pg.sql("SELECT pg_create_physical_replication_slot('sb', true)")
+    # Without feedback the primary does not know what the standby's slot needs.
+    replica = pg.standby("sb", settings={"hot_standby_feedback": "off"})
+    wait_for(lambda: pg.one("SELECT active FROM pg_replication_slots WHERE slot_name = 'sb'"),
+             what="the standby streaming")
+    created = []
+    creator = threading.Thread(target=lambda: created.append(replica.sql(
+        "SELECT pg_create_logical_replication_slot('on_standby', 'test_decoding')")))
+    creator.start()
+    deadline = time.monotonic() + 60
+    while creator.is_alive() and time.monotonic() < deadline:
+        pg.sql("SELECT pg_log_standby_snapshot()")
+        creator.join(0.5)
+    assert created, "the slot creation on the standby did not finish"
+    assert "lost" not in replica.health("on_standby")["findings"]
+    # Catalog rows the slot needs are removed on the primary and the removal is replayed.
+    pg.sql("CREATE TABLE conflict_test (x int)")
+    pg.sql("DROP TABLE conflict_test")
+    pg.sql("VACUUM pg_class")
+    pg.sql("SELECT pg_log_standby_snapshot()")
+    row = wait_for(lambda: (r := replica.health("on_standby")) and "lost" in r["findings"] and r,
+                   timeout=60, what="the conflicting slot reported lost")
+    reason = "rows_removed" if replica.version >= 17 else "conflict with recovery"
+    assert row["detail"]["invalidation_reason"] == reason, row["detail"]
+    assert reason in row["summary"], row["summary"]
+    assert "conflicted with recovery" in row["remediation"], row["remediation"]

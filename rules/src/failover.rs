@@ -22,9 +22,7 @@ pub fn parse_slot_list(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut chars = text.chars().peekable();
     loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
+        skip_whitespace(&mut chars);
         let mut name = String::new();
         if chars.peek() == Some(&'"') {
             chars.next();
@@ -60,6 +58,10 @@ pub fn parse_slot_list(text: &str) -> Vec<String> {
             return names;
         }
     }
+}
+
+fn skip_whitespace(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    while chars.next_if(|c| c.is_whitespace()).is_some() {}
 }
 
 /// `standby_slot_blocking` for each listed physical slot that holds the waiters up: the ones
@@ -228,14 +230,169 @@ pub fn failover_unready(
             return None;
         }
     };
-    Some(
-        Finding::new(
-            FindingCode::FailoverUnready,
-            Severity::Warning,
-            format!("not ready for failover: {gap}"),
-        )
-        .with_remedy(remedy),
+    Some(unready(&gap, remedy))
+}
+
+/// The `failover_unready` finding for one gap, primary or standby side.
+fn unready(gap: &str, remedy: String) -> Finding {
+    Finding::new(
+        FindingCode::FailoverUnready,
+        Severity::Warning,
+        format!("not ready for failover: {gap}"),
     )
+    .with_remedy(remedy)
+}
+
+/// A standby's own settings for slot synchronisation (17+), as far as they decide whether its
+/// synchronized copies survive a promotion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandbySync {
+    pub sync_replication_slots: bool,
+    pub hot_standby_feedback: bool,
+    /// `primary_slot_name` is set.
+    pub primary_slot_name: bool,
+    /// `primary_conninfo` names a database (slot synchronisation connects to one).
+    pub conninfo_dbname: bool,
+}
+
+/// `failover_unready` for a synchronized copy on a standby that a promotion would not keep
+/// usable: invalidated, the standby's own settings wrong, or not persisted yet; `None` for
+/// a slot that is no synchronized copy, or one that is ready.
+pub fn synced_copy_unready(slot: &SlotObservation, sync: &StandbySync) -> Option<Finding> {
+    if slot.synced != Some(true) {
+        return None;
+    }
+    let reload = "SELECT pg_reload_conf();";
+    let (gap, remedy) = if slot.is_lost() {
+        (
+            format!(
+                "the synchronized copy is invalidated ({}): it cannot be used after a promotion",
+                slot.invalidation_reason.as_deref().unwrap_or("lost")
+            ),
+            "Check the slot on the primary: if it is lost there too, its consumer must \
+             resync; if not, slot synchronisation recreates the copy once this standby keeps \
+             what it needs (hot_standby_feedback = on, primary_slot_name set)."
+                .to_string(),
+        )
+    } else if !sync.sync_replication_slots {
+        (
+            "sync_replication_slots is off on this standby: the copy is no longer kept up to \
+             date and falls behind its consumer"
+                .to_string(),
+            format!("ALTER SYSTEM SET sync_replication_slots = on; {reload}"),
+        )
+    } else if !sync.hot_standby_feedback {
+        (
+            "hot_standby_feedback is off on this standby: the primary may remove catalog rows \
+             the copy needs, and slot synchronisation does not run without it"
+                .to_string(),
+            format!("ALTER SYSTEM SET hot_standby_feedback = on; {reload}"),
+        )
+    } else if !sync.primary_slot_name {
+        (
+            "primary_slot_name is not set on this standby: slot synchronisation needs the \
+             standby to stream through a physical slot"
+                .to_string(),
+            format!(
+                "Create a physical slot on the primary (SELECT \
+                 pg_create_physical_replication_slot('standby1')), then here ALTER SYSTEM SET \
+                 primary_slot_name = 'standby1'; {reload} and name it in the primary's \
+                 synchronized_standby_slots."
+            ),
+        )
+    } else if !sync.conninfo_dbname {
+        (
+            "primary_conninfo names no database on this standby: slot synchronisation \
+             cannot connect to the primary"
+                .to_string(),
+            format!(
+                "Add dbname to primary_conninfo (ALTER SYSTEM SET primary_conninfo = '... \
+                 dbname={}'; {reload}).",
+                slot.database.as_deref().unwrap_or("postgres")
+            ),
+        )
+    } else if slot.temporary {
+        (
+            "the synchronized copy is not persisted yet (temporary): the standby has not \
+             caught up with the slot on the primary, and a promotion now drops it"
+                .to_string(),
+            "Wait for the slot's consumer to advance on the primary: the copy is persisted \
+             once this standby has received what the slot needs (SELECT \
+             pg_log_standby_snapshot() on the primary speeds this up)."
+                .to_string(),
+        )
+    } else {
+        return None;
+    };
+    Some(unready(&gap, remedy))
+}
+
+/// Whether a libpq connection string, in either keyword/value or URI form, names a database.
+pub fn conninfo_has_dbname(conninfo: &str) -> bool {
+    let text = conninfo.trim();
+    if let Some(rest) = ["postgresql://", "postgres://"]
+        .iter()
+        .find_map(|scheme| text.strip_prefix(scheme))
+    {
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = before_query.split_once('/').map_or("", |(_, path)| path);
+        return !path.is_empty()
+            || query.split('&').any(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| k == "dbname" && !v.is_empty())
+            });
+    }
+    keyword_values(text)
+        .iter()
+        .any(|(k, v)| k == "dbname" && !v.is_empty())
+}
+
+/// The `keyword = value` pairs of a keyword/value connection string; values may be
+/// single-quoted with backslash escapes.
+fn keyword_values(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        skip_whitespace(&mut chars);
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        skip_whitespace(&mut chars);
+        if key.is_empty() || chars.next() != Some('=') {
+            return pairs;
+        }
+        skip_whitespace(&mut chars);
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                if c == '\\' {
+                    chars.next();
+                    value.extend(chars.next());
+                } else {
+                    value.push(c);
+                    chars.next();
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
 }
 
 #[cfg(test)]
@@ -395,5 +552,102 @@ mod tests {
         let mut lost = failover_slot("lost", false);
         lost.invalidation_reason = Some("wal_removed".into());
         assert_eq!(failover_unready(&lost, &slots, &on), None);
+    }
+
+    fn ready_standby() -> StandbySync {
+        StandbySync {
+            sync_replication_slots: true,
+            hot_standby_feedback: true,
+            primary_slot_name: true,
+            conninfo_dbname: true,
+        }
+    }
+
+    fn synced(name: &str) -> SlotObservation {
+        SlotObservation {
+            synced: Some(true),
+            failover: Some(true),
+            active: false,
+            ..SlotObservation::logical(name)
+        }
+    }
+
+    #[test]
+    fn a_synced_copy_names_its_gap_on_the_standby() {
+        let ready = ready_standby();
+        assert_eq!(synced_copy_unready(&synced("cdc"), &ready), None);
+        let gap = |slot: &SlotObservation, sync: &StandbySync| {
+            synced_copy_unready(slot, sync).map(|f| (f.summary, f.remedy.unwrap_or_default()))
+        };
+        let mut temporary = synced("cdc");
+        temporary.temporary = true;
+        let (summary, _) = gap(&temporary, &ready).unwrap();
+        assert!(
+            summary.contains("not persisted yet (temporary)"),
+            "{summary}"
+        );
+        let mut lost = synced("cdc");
+        lost.invalidation_reason = Some("rows_removed".into());
+        let (summary, _) = gap(&lost, &ready).unwrap();
+        assert!(summary.contains("invalidated (rows_removed)"), "{summary}");
+        // Settings, in the order synchronisation needs them.
+        let cases = [
+            (
+                StandbySync {
+                    sync_replication_slots: false,
+                    ..ready.clone()
+                },
+                "sync_replication_slots = on",
+            ),
+            (
+                StandbySync {
+                    hot_standby_feedback: false,
+                    ..ready.clone()
+                },
+                "hot_standby_feedback = on",
+            ),
+            (
+                StandbySync {
+                    primary_slot_name: false,
+                    ..ready.clone()
+                },
+                "primary_slot_name = ",
+            ),
+            (
+                StandbySync {
+                    conninfo_dbname: false,
+                    ..ready.clone()
+                },
+                "dbname=postgres",
+            ),
+        ];
+        for (sync, remedy) in cases {
+            let (_, got) = gap(&synced("cdc"), &sync).unwrap();
+            assert!(got.contains(remedy), "{got} lacks {remedy}");
+        }
+        // The standby's own slots (not synchronized) and copies before 17 are not judged.
+        let own = SlotObservation::logical("local");
+        let off = StandbySync {
+            sync_replication_slots: false,
+            ..ready
+        };
+        assert_eq!(synced_copy_unready(&own, &off), None);
+    }
+
+    #[test]
+    fn conninfo_dbname_in_both_forms() {
+        assert!(conninfo_has_dbname("host=p port=5432 user=r dbname=app"));
+        assert!(conninfo_has_dbname("host=p dbname = 'my db' user=r"));
+        assert!(conninfo_has_dbname("postgresql://r@p:5432/app"));
+        assert!(conninfo_has_dbname("postgres://p?dbname=app&sslmode=off"));
+        assert!(!conninfo_has_dbname("host=p port=5432 user=r"));
+        assert!(!conninfo_has_dbname("host=p password='dbname=x' user=r"));
+        assert!(
+            !conninfo_has_dbname("host=p dbname='' user=r"),
+            "empty value"
+        );
+        assert!(!conninfo_has_dbname("postgresql://r@p:5432"));
+        assert!(!conninfo_has_dbname("postgresql://r@p/?sslmode=off"));
+        assert!(!conninfo_has_dbname(""));
     }
 }

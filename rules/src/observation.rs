@@ -82,7 +82,7 @@ pub struct SlotObservation {
     pub xmin_age: Option<i64>,
     pub catalog_xmin_age: Option<i64>,
     /// Why the server invalidated the slot (PostgreSQL 17+ `invalidation_reason`; on 16 a
-    /// `conflicting` logical slot on a standby is reported as `rows_removed`).
+    /// `conflicting` logical slot on a standby is reported as `conflict with recovery`).
     pub invalidation_reason: Option<String>,
     /// Seconds without a consumer, when known: from `inactive_since` (17+) or from the
     /// background worker's own watch. `None` means unknown, not zero.
@@ -94,6 +94,8 @@ pub struct SlotObservation {
     pub decoding: Option<DecodingStats>,
     /// `pg_replication_slots.failover` (17+): the slot is synchronized to standbys.
     pub failover: Option<bool>,
+    /// `pg_replication_slots.synced` (17+): a standby's copy kept by slot synchronisation.
+    pub synced: Option<bool>,
 }
 
 /// What decoding a logical slot cost so far (`pg_stat_replication_slots`, since its reset).
@@ -138,6 +140,7 @@ impl SlotObservation {
             sent_txns: None,
             decoding: None,
             failover: None,
+            synced: None,
         }
     }
 }

@@ -32,6 +32,19 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
                  sooner after an outage, or raise the timeout."
             )
         }
+        FindingCode::Lost
+            if matches!(
+                slot.invalidation_reason.as_deref(),
+                Some("rows_removed" | "conflict with recovery")
+            ) =>
+        {
+            format!(
+                "The slot conflicted with recovery: the primary removed catalog rows it needed, \
+                 and it can never stream again. Drop it (SELECT pg_drop_replication_slot({lit})) \
+                 and recreate it; run this standby with hot_standby_feedback = on and a \
+                 primary_slot_name so the primary keeps those rows."
+            )
+        }
         FindingCode::Lost => format!(
             "The slot was invalidated and can never stream again: drop it \
              (SELECT pg_drop_replication_slot({lit})), recreate it and resync the mirror \
