@@ -167,7 +167,8 @@ fn apply_scoped(
     policy: AlertPolicy,
 ) -> SpiResult<Vec<Applied>> {
     let actions = Spi::connect(|client| {
-        let open = load_open(client, scope)?;
+        let mut open = load_open(client, scope)?;
+        crate::shmem::reminder_clocks(&mut open);
         let resolved = load_recently_resolved(client, scope, policy.holddown_secs)?;
         Ok::<_, pgrx::spi::Error>(transitions(&open, &resolved, observed, now, &policy))
     })?;
@@ -176,8 +177,10 @@ fn apply_scoped(
     }
     let time = now_text()?;
     let mut applied = Vec::new();
+    // An entry not refreshed for two reminder intervals belongs to an alert no longer open.
+    let stale_before = now - 2.0 * policy.reminder_secs;
     for action in actions {
-        if let Some((event, row)) = apply_one(action)? {
+        if let Some((event, row)) = apply_one(action, now, stale_before)? {
             applied.push(notify(event, row, &time)?);
         }
     }
@@ -198,7 +201,7 @@ pub fn resolve_subject(subject: &str) -> SpiResult<Vec<Applied>> {
             id: a.id,
             finding: a.finding,
         };
-        if let Some((event, row)) = apply_one(action)? {
+        if let Some((event, row)) = apply_one(action, 0.0, 0.0)? {
             applied.push(notify(event, row, &time)?);
         }
     }
@@ -218,31 +221,58 @@ struct Reported {
     resolved_at: Option<String>,
 }
 
-const RETURNING: &str = "RETURNING id, subject, finding, severity, summary, remediation, detail,
-    pg_catalog.to_char(pg_catalog.timezone('UTC', raised_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-    pg_catalog.to_char(pg_catalog.timezone('UTC', resolved_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+/// `raised_at` and `resolved_at` as ISO 8601 UTC text.
+macro_rules! times {
+    () => {
+        "pg_catalog.to_char(pg_catalog.timezone('UTC', raised_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+    pg_catalog.to_char(pg_catalog.timezone('UTC', resolved_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    };
+}
+const RETURNING: &str = concat!(
+    "RETURNING id, subject, finding, severity, summary, remediation, detail, ",
+    times!()
+);
+const TIMES: &str = times!();
 
 /// Runs a statement that returns one alert row (see `RETURNING`).
 fn returning(sql: &str, args: Vec<DatumWithOid<'_>>) -> SpiResult<Option<Reported>> {
-    Spi::connect_mut(|client| {
-        let rows = client.update(sql, Some(1), &args)?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let Some((finding, severity)) = finding_and_severity(&row)? else {
-            return Ok(None);
-        };
-        Ok(Some(Reported {
-            id: row.get(1)?.unwrap_or_default(),
-            subject: row.get(2)?.unwrap_or_default(),
-            finding,
-            severity,
-            summary: row.get(5)?.unwrap_or_default(),
-            remediation: row.get(6)?,
-            detail: row.get::<JsonB>(7)?.map_or(Value::Null, |j| j.0),
-            raised_at: row.get(8)?.unwrap_or_default(),
-            resolved_at: row.get(9)?,
-        }))
+    Spi::connect_mut(|client| match client.update(sql, Some(1), &args)?.next() {
+        Some(row) => reported(&row),
+        None => Ok(None),
+    })
+}
+
+/// The alert row as `RETURNING` lists it.
+fn reported(row: &SpiHeapTupleData<'_>) -> SpiResult<Option<Reported>> {
+    let Some((finding, severity)) = finding_and_severity(row)? else {
+        return Ok(None);
+    };
+    Ok(Some(Reported {
+        id: row.get(1)?.unwrap_or_default(),
+        subject: row.get(2)?.unwrap_or_default(),
+        finding,
+        severity,
+        summary: row.get(5)?.unwrap_or_default(),
+        remediation: row.get(6)?,
+        detail: row.get::<JsonB>(7)?.map_or(Value::Null, |j| j.0),
+        raised_at: row.get(8)?.unwrap_or_default(),
+        resolved_at: row.get(9)?,
+    }))
+}
+
+/// A reminder whose clock is in shared memory: the open row with the current content, read
+/// and not rewritten (see `cdc_health_rules::reminders`).
+fn reminded(args: Vec<DatumWithOid<'_>>) -> SpiResult<Option<Reported>> {
+    Spi::connect(|client| {
+        let sql = format!(
+            "SELECT id, subject, finding, $2, $3, $4, $5::pg_catalog.jsonb, {TIMES}
+             FROM cdc_health.alerts
+             WHERE id OPERATOR(pg_catalog.=) $1 AND resolved_at IS NULL"
+        );
+        match client.select(&sql, Some(1), &args)?.next() {
+            Some(row) => reported(&row),
+            None => Ok(None),
+        }
     })
 }
 
@@ -263,8 +293,10 @@ fn content(
     args
 }
 
-/// Applies one action; returns the event to send, if the action is one.
-fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
+/// Applies one action; returns the event to send, if the action is one. A reminder goes to
+/// the shared-memory clock (noted at `now`, forgetting entries older than `stale_before`
+/// when full) and is written to the row only when that cannot hold it.
+fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(Event, Reported)>> {
     let refresh = format!(
         "UPDATE cdc_health.alerts SET resolved_at = NULL, clear_since = NULL, severity = $2,
              summary = $3, remediation = $4, detail = $5::pg_catalog.jsonb,
@@ -294,6 +326,15 @@ fn apply_one(action: Action) -> SpiResult<Option<(Event, Reported)>> {
                          pg_catalog.now(), pg_catalog.now()) {RETURNING}"
             );
             (Event::Raised, returning(&sql, args)?)
+        }
+        Action::Remind {
+            id,
+            finding,
+            remediation,
+            detail,
+        } if crate::shmem::remember_reminder(id, now, stale_before) => {
+            let args = content(vec![id.into()], &finding, remediation, &detail);
+            (Event::Reminder, reminded(args)?)
         }
         Action::Reopen {
             id,

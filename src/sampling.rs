@@ -10,9 +10,12 @@ use pgrx::spi::SpiResult;
 #[cfg(any(feature = "pg17", feature = "pg18"))]
 const VERSIONED_COLUMNS: &str = "s.invalidation_reason::text, \
      extract(epoch FROM pg_catalog.clock_timestamp() - s.inactive_since)::float8";
+/// 16's `conflicting` is true for every invalidated logical slot; only WAL removal clears
+/// `restart_lsn`, which tells the two apart.
 #[cfg(feature = "pg16")]
-const VERSIONED_COLUMNS: &str =
-    "CASE WHEN s.conflicting THEN 'conflict with recovery' END, NULL::float8";
+const VERSIONED_COLUMNS: &str = "CASE WHEN s.conflicting THEN \
+          CASE WHEN s.restart_lsn IS NULL THEN 'wal_removed' ELSE 'conflict with recovery' END \
+     END, NULL::float8";
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
 const VERSIONED_COLUMNS: &str = "NULL::text, NULL::float8";
 /// `failover` and `synced` (17+), last in the select list.

@@ -14,6 +14,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::settings;
+use cdc_health_rules::reminders::Clock;
 
 const NAME: &std::ffi::CStr = c"cdc_health";
 
@@ -117,6 +118,10 @@ fn position_of(entries: &[Entry], name: &str) -> Option<usize> {
         .position(|e| e.in_use && e.track.name.as_str() == name)
 }
 
+/// Open alerts whose reminder clock is kept here (16 bytes each); beyond it a reminder is
+/// written to its alert row as before.
+const MAX_REMINDED: usize = 8192;
+
 #[repr(C)]
 struct Header {
     lock: *mut pg_sys::LWLock,
@@ -124,6 +129,9 @@ struct Header {
     worker: WorkerStatus,
     nudges: heapless::Vec<Nudge, MAX_NUDGED>,
     probe: ProbeWatch,
+    reminders: Clock<MAX_REMINDED>,
+    /// When this area was created: the server start (or its last crash restart).
+    created_at: f64,
 }
 
 static mut HEADER: *mut Header = null_mut();
@@ -198,6 +206,8 @@ unsafe extern "C-unwind" fn on_startup() {
             worker: WorkerStatus::default(),
             nudges: heapless::Vec::new(),
             probe: ProbeWatch::default(),
+            reminders: Clock::new(),
+            created_at: crate::monitor::now_secs(),
         });
         for i in 0..capacity {
             entries.add(i).write(Entry::new(
@@ -243,6 +253,31 @@ impl Drop for Locked {
             }
         }
     }
+}
+
+/// Sets each open alert's `last_notified_at` to when its reminder clock starts (see
+/// `cdc_health_rules::reminders`). Without shared memory the rows' values stay.
+pub fn reminder_clocks(open: &mut [cdc_health_rules::alerts::OpenAlert]) {
+    if let Some(_lock) = Locked::acquire(false) {
+        // SAFETY: the lock is held and HEADER is valid.
+        let header = unsafe { &*HEADER };
+        for a in open {
+            a.last_notified_at =
+                header
+                    .reminders
+                    .last_notified(a.id, a.last_notified_at, header.created_at);
+        }
+    }
+}
+
+/// Notes a reminder of alert `id` at `now`; `false` when it must go to the row instead (no
+/// shared memory, or no room).
+pub fn remember_reminder(id: i64, now: f64, stale_before: f64) -> bool {
+    let Some(_lock) = Locked::acquire(true) else {
+        return false;
+    };
+    // SAFETY: the lock is held exclusively and HEADER is valid.
+    unsafe { (*HEADER).reminders.remember(id, now, stale_before) }
 }
 
 pub fn worker_status() -> Option<WorkerStatus> {

@@ -333,3 +333,38 @@ def test_slots_beyond_max_tracked_are_assessed_without_history(make_cluster):
     assert kept.count("kept") == 2 and kept.count(
         "not kept: more slots than cdc_health.max_tracked_slots") == 1, kept
     assert pg.one("SELECT untracked_slots FROM cdc_health.worker_status()") == 1
+
+
+def test_reminders_rewrite_no_row_and_resume_an_interval_after_a_restart(make_cluster):
+    pg = make_cluster({**WORKER, "cdc_health.alert_reminder_interval": "2s"})
+    wait_for(lambda: worker(pg)["running"] and worker(pg)["extension_present"], what="the worker")
+    listener = pg.listen()
+    pg.create_logical_slot("forgotten")
+    raised, _ = listener.wait(event="raised", subject="slot:forgotten", finding="inactive")
+    alert_id = raised["alert_id"]
+    for _ in range(2):
+        reminder, _ = listener.wait(event="reminder", alert_id=alert_id)
+    assert reminder["subject"] == "slot:forgotten" and reminder["finding"] == "inactive"
+    assert reminder["summary"] and reminder["remediation"], reminder
+    # Their clock is in shared memory: the row still says the raise (no WAL for reminders).
+    notifications, untouched = pg.sql(
+        "SELECT notifications, last_notified_at = raised_at FROM cdc_health.alerts WHERE id = %s",
+        (alert_id,))[0]
+    assert (notifications, untouched) == (1, True)
+    listener.close()
+
+    # After a restart shared memory is empty and the row's clock is long overdue: still no
+    # burst at the first passes; the next reminder comes an interval after the start.
+    pg.set_config(cdc_health__alert_reminder_interval="8s")
+    raised_age = pg.one("SELECT extract(epoch FROM now() - raised_at) FROM cdc_health.alerts "
+                        "WHERE id = %s", (alert_id,))
+    time.sleep(max(0.0, 10 - float(raised_age)))
+    pg.restart()
+    listener = pg.listen()
+    wait_for(lambda: worker(pg)["running"], what="the worker after the restart")
+    passes_after(pg, 2)
+    listener.drain()
+    early = [p for p in listener.received if p.get("event") == "reminder"]
+    assert early == [], f"reminders right after the restart: {early}"
+    listener.wait(event="reminder", alert_id=alert_id)
+    listener.close()

@@ -21,6 +21,7 @@ pub mod observation;
 #[cfg(test)]
 mod proptests;
 pub mod remediation;
+pub mod reminders;
 pub mod scrape;
 pub mod sparkline;
 pub mod transactions;

@@ -82,7 +82,8 @@ pub struct SlotObservation {
     pub xmin_age: Option<i64>,
     pub catalog_xmin_age: Option<i64>,
     /// Why the server invalidated the slot (PostgreSQL 17+ `invalidation_reason`; on 16 a
-    /// `conflicting` logical slot on a standby is reported as `conflict with recovery`).
+    /// `conflicting` logical slot is `wal_removed` when its `restart_lsn` was cleared and
+    /// `conflict with recovery` otherwise).
     pub invalidation_reason: Option<String>,
     /// Seconds without a consumer, when known: from `inactive_since` (17+) or from the
     /// background worker's own watch. `None` means unknown, not zero.

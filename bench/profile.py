@@ -1,0 +1,87 @@
+"""Where `cdc_health()` and the worker's pass spend their time: `perf record` on a backend
+calling `SELECT * FROM cdc_health()` in a loop, and on the background worker at interval
+100ms, on a throwaway cluster with N slots (half logical, half physical). Prints the top
+symbols (self time, and inclusive with call graphs) of each.
+
+    /usr/bin/python3 bench/profile.py --slots 500 --seconds 20
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from pgcluster import Cluster  # noqa: E402
+
+
+def perf(pid, seconds, out, top):
+    data = f"{out}.data"
+    subprocess.run(["perf", "record", "-q", "-g", "-F", "999", "-p", str(pid), "-o", data,
+                    "--", "sleep", str(seconds)], check=True, stderr=subprocess.DEVNULL)
+    for label, extra in (("self", ["--no-children"]), ("inclusive", ["--children"])):
+        report = subprocess.run(
+            ["perf", "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "1.5",
+             "--sort", "symbol", *extra], capture_output=True, text=True, check=True).stdout
+        lines = [ln for ln in report.splitlines() if ln.strip() and not ln.startswith("#")]
+        print(f"--- {out}: {label} ---")
+        print("\n".join(lines[:top]))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--slots", type=int, default=500)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--out", default="/var/tmp/cdc_health/profile")
+    ap.add_argument("--pg-config", default=os.environ.get("PG_CONFIG",
+                                                          "/usr/lib/postgresql/15/bin/pg_config"))
+    args = ap.parse_args()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    n = args.slots
+    pg = Cluster(args.pg_config, name="profile", settings={
+        "shared_preload_libraries": "'cdc_health'", "cdc_health.interval": "100ms",
+        "max_replication_slots": str(n + 10), "max_wal_senders": "20",
+        "cdc_health.max_tracked_slots": str(n + 10)}).init().start()
+    try:
+        pg.sql("CREATE EXTENSION cdc_health")
+        for i in range(n):
+            if i % 2:
+                pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (f"p{i}",))
+            else:
+                pg.create_logical_slot(f"l{i}")
+        time.sleep(2)
+        worker = pg.one("SELECT pid FROM pg_stat_activity "
+                        "WHERE backend_type = 'cdc_health'")
+        perf(worker, args.seconds, f"{args.out}-worker", args.top)
+
+        conn = pg.connect()
+        cur = conn.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        backend = cur.fetchone()[0]
+        stop = threading.Event()
+        calls = [0]
+
+        def loop():
+            while not stop.is_set():
+                cur.execute("SELECT * FROM cdc_health()")
+                cur.fetchall()
+                calls[0] += 1
+
+        t = threading.Thread(target=loop)
+        t.start()
+        try:
+            perf(backend, args.seconds, f"{args.out}-function", args.top)
+        finally:
+            stop.set()
+            t.join()
+        print(f"cdc_health() calls during the profile: {calls[0]}")
+        conn.close()
+    finally:
+        pg.close()
+
+
+if __name__ == "__main__":
+    main()
