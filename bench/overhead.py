@@ -247,8 +247,8 @@ class Subject:
 
 def measure(pg_config, counts, intervals, window, windows, autovacuum_wait=70.0,
             settle_wait=65.0):
-    """`autovacuum_wait`: how long the reminder round is followed, so that the autovacuum run
-    its updates call for (autovacuum_naptime is 1 min) is counted with it. `settle_wait`: how
+    """`autovacuum_wait`: how long each forced round is followed, so that the autovacuum run
+    its writes call for (autovacuum_naptime is 1 min) is counted with it. `settle_wait`: how
     long the clusters idle before the window (history rows due after the setup)."""
     subjects = [Subject(pg_config, n, "cdc_health", i) for n in counts for i in intervals]
     subjects += [Subject(pg_config, n, "exporter") for n in counts]
@@ -281,8 +281,10 @@ def measure(pg_config, counts, intervals, window, windows, autovacuum_wait=70.0,
             force = {"cdc_health.history_interval": "1s"}
             if s.has_idle_interval:
                 force["cdc_health.history_idle_interval"] = "1s"
+            # Both rounds are followed by the autovacuum run their writes call for, so that
+            # it counts with the round that caused it (not with the next one).
             s.forced("history", force,
-                     lambda a, b: b["rows"] - a["rows"] >= s.n, idle)
+                     lambda a, b: b["rows"] - a["rows"] >= s.n, idle, linger=autovacuum_wait)
             s.forced("reminders", {"cdc_health.alert_reminder_interval": "1s"},
                      lambda a, b: b["notifications"] - a["notifications"] >= s.inactive, idle,
                      linger=autovacuum_wait)

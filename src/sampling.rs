@@ -1,42 +1,12 @@
 //! Reads replication slots and server state into the rules' plain observation types.
 
-use cdc_health_rules::lsn::parse_lsn;
+use std::collections::HashMap;
+
 use cdc_health_rules::observation::DecodingStats;
-use cdc_health_rules::{ServerObservation, SlotObservation, SlotType, WalStatus};
+use cdc_health_rules::slot_state::{safe_wal_size, wal_status, xid_age, Availability, WalKeep};
+use cdc_health_rules::{ServerObservation, SlotObservation, SlotType};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
-
-/// Columns that only newer servers have, chosen when the extension is built for a version.
-#[cfg(any(feature = "pg17", feature = "pg18"))]
-const VERSIONED_COLUMNS: &str = "s.invalidation_reason::text, \
-     extract(epoch FROM pg_catalog.clock_timestamp() - s.inactive_since)::float8";
-/// 16's `conflicting` is true for every invalidated logical slot; only WAL removal clears
-/// `restart_lsn`, which tells the two apart.
-#[cfg(feature = "pg16")]
-const VERSIONED_COLUMNS: &str = "CASE WHEN s.conflicting THEN \
-          CASE WHEN s.restart_lsn IS NULL THEN 'wal_removed' ELSE 'conflict with recovery' END \
-     END, NULL::float8";
-#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-const VERSIONED_COLUMNS: &str = "NULL::text, NULL::float8";
-/// `failover` and `synced` (17+), last in the select list.
-#[cfg(any(feature = "pg17", feature = "pg18"))]
-const FAILOVER_COLUMNS: &str = "s.failover, s.synced";
-#[cfg(not(any(feature = "pg17", feature = "pg18")))]
-const FAILOVER_COLUMNS: &str = "NULL::bool, NULL::bool";
-
-fn slots_query() -> String {
-    format!(
-        "SELECT s.slot_name::text, s.slot_type, s.database::text, s.plugin::text, s.temporary, \
-                s.active, s.active_pid, s.wal_status, s.restart_lsn::text, \
-                s.confirmed_flush_lsn::text, s.safe_wal_size, \
-                pg_catalog.age(s.xmin)::int8, pg_catalog.age(s.catalog_xmin)::int8, \
-                {VERSIONED_COLUMNS}, r.total_txns, r.spill_txns, r.spill_bytes, \
-                r.stream_bytes, r.total_bytes, {FAILOVER_COLUMNS} \
-         FROM pg_catalog.pg_replication_slots s \
-         LEFT JOIN pg_catalog.pg_stat_replication_slots r \
-                ON r.slot_name OPERATOR(pg_catalog.=) s.slot_name"
-    )
-}
 
 /// The server-wide facts, read from the server's own variables (no query needed).
 pub fn server() -> ServerObservation {
@@ -141,59 +111,223 @@ pub fn read_one<T: FromDatum + IntoDatum>(
     })
 }
 
-thread_local! {
-    /// The slot query's plan, kept for the life of the backend (the plan cache revalidates it).
-    static SLOTS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
-        const { std::cell::RefCell::new(None) };
+/// `ReplicationSlotControlLock`'s place in `MainLWLockArray` (lwlocknames.h: 37 in 15 to 18).
+const REPLICATION_SLOT_CONTROL_LOCK: usize = 37;
+
+/// One slot's fields as shared memory holds them, copied under its spinlock.
+struct RawSlot {
+    name: String,
+    database: pg_sys::Oid,
+    plugin: String,
+    temporary: bool,
+    active_pid: i32,
+    xmin: u32,
+    catalog_xmin: u32,
+    restart_lsn: u64,
+    confirmed_flush: u64,
+    invalidated: bool,
+    invalidation_reason: Option<&'static str>,
+    /// `inactive_since` (17+), microseconds since 2000; 0 when active or unknown.
+    inactive_since: i64,
+    failover: Option<bool>,
+    synced: Option<bool>,
 }
 
-/// Every replication slot on the server, physical and logical, all databases.
-pub fn slots() -> SpiResult<Vec<SlotObservation>> {
-    Spi::connect(|client| {
-        let cached = SLOTS_PLAN.with(|p| p.borrow_mut().take());
-        let plan = match cached {
-            Some(plan) => plan,
-            None => client.prepare(&slots_query(), &[])?.keep(),
-        };
-        let rows = client.select(&plan, None, &[]);
-        SLOTS_PLAN.with(|p| *p.borrow_mut() = Some(plan));
-        let mut out = Vec::new();
-        for row in rows? {
-            let lsn = |i: usize| -> SpiResult<Option<u64>> {
-                Ok(row.get::<String>(i)?.and_then(|t| parse_lsn(&t).ok()))
-            };
-            let slot_type: String = row.get(2)?.unwrap_or_default();
-            out.push(SlotObservation {
-                slot_name: row.get(1)?.unwrap_or_default(),
-                slot_type: SlotType::parse(&slot_type).unwrap_or(SlotType::Physical),
-                database: row.get(3)?,
-                plugin: row.get(4)?,
-                temporary: row.get(5)?.unwrap_or(false),
-                active: row.get(6)?.unwrap_or(false),
-                active_pid: row.get(7)?,
-                wal_status: row.get::<String>(8)?.as_deref().and_then(WalStatus::parse),
-                restart_lsn: lsn(9)?,
-                confirmed_flush_lsn: lsn(10)?,
-                safe_wal_size: row.get(11)?,
-                xmin_age: row.get(12)?,
-                catalog_xmin_age: row.get(13)?,
-                invalidation_reason: row.get(14)?,
-                inactive_for_secs: row.get(15)?,
-                sent_txns: row.get(16)?,
-                decoding: match (row.get::<i64>(17)?, row.get::<i64>(18)?) {
-                    (Some(spill_txns), Some(spill_bytes)) => Some(DecodingStats {
-                        spill_txns,
-                        spill_bytes,
-                        stream_bytes: row.get(19)?.unwrap_or(0),
-                        total_txns: row.get(16)?.unwrap_or(0),
-                        total_bytes: row.get(20)?.unwrap_or(0),
-                    }),
-                    _ => None,
-                },
-                failover: row.get(21)?,
-                synced: row.get(22)?,
+fn name_text(name: &pg_sys::NameData) -> String {
+    // SAFETY: NameData is a NUL-terminated char array of NAMEDATALEN bytes.
+    unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Why the server invalidated the slot, in `pg_replication_slots.invalidation_reason`'s words
+/// (16+; 15 only ever invalidates for WAL removal, and says so by clearing `restart_lsn`).
+#[cfg(not(feature = "pg15"))]
+fn invalidation(slot: &pg_sys::ReplicationSlotPersistentData) -> Option<&'static str> {
+    use pg_sys::ReplicationSlotInvalidationCause as Cause;
+    #[allow(non_upper_case_globals)]
+    match slot.invalidated {
+        Cause::RS_INVAL_NONE => None,
+        Cause::RS_INVAL_WAL_REMOVED => Some("wal_removed"),
+        Cause::RS_INVAL_HORIZON => Some("rows_removed"),
+        Cause::RS_INVAL_WAL_LEVEL => Some("wal_level_insufficient"),
+        #[cfg(feature = "pg18")]
+        Cause::RS_INVAL_IDLE_TIMEOUT => Some("idle_timeout"),
+        _ => Some("unknown"),
+    }
+}
+#[cfg(feature = "pg15")]
+fn invalidation(slot: &pg_sys::ReplicationSlotPersistentData) -> Option<&'static str> {
+    (slot.restart_lsn == 0 && slot.invalidated_at != 0).then_some("wal_removed")
+}
+
+/// Copies every slot in use, as `pg_get_replication_slots` does: under
+/// `ReplicationSlotControlLock` (no slot comes or goes) and each slot's spinlock (a consistent
+/// copy of its fields). Nothing here can raise an error while a lock is held.
+fn copy_slots() -> Vec<RawSlot> {
+    let mut out = Vec::new();
+    // SAFETY: shared-memory structures of the server, read under the locks that protect them;
+    // the spinlock is held only for the bitwise copy.
+    unsafe {
+        let ctl = pg_sys::ReplicationSlotCtl;
+        let count = usize::try_from(pg_sys::max_replication_slots).unwrap_or(0);
+        if ctl.is_null() || count == 0 {
+            return out;
+        }
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(REPLICATION_SLOT_CONTROL_LOCK)).lock;
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_SHARED);
+        out.reserve(count);
+        // Declared `replication_slots[1]`, allocated for max_replication_slots.
+        let first = (&raw mut (*ctl).replication_slots).cast::<pg_sys::ReplicationSlot>();
+        for i in 0..count {
+            let slot = &mut *first.add(i);
+            if !slot.in_use {
+                continue;
+            }
+            let mutex = &raw mut slot.mutex;
+            pg_sys::s_lock(
+                mutex,
+                c"sampling.rs".as_ptr(),
+                line!() as i32,
+                c"copy_slots".as_ptr(),
+            );
+            let copy: pg_sys::ReplicationSlot = std::ptr::read(slot);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            std::ptr::write_volatile(mutex, 0);
+            let data = &copy.data;
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            let (inactive_since, failover, synced) = (
+                copy.inactive_since,
+                Some(data.failover),
+                Some(data.synced != 0),
+            );
+            #[cfg(not(any(feature = "pg17", feature = "pg18")))]
+            let (inactive_since, failover, synced) = (0, None, None);
+            let reason = invalidation(data);
+            out.push(RawSlot {
+                name: name_text(&data.name),
+                database: data.database,
+                plugin: name_text(&data.plugin),
+                temporary: data.persistency == pg_sys::ReplicationSlotPersistency::RS_TEMPORARY,
+                active_pid: copy.active_pid,
+                xmin: data.xmin.into_inner(),
+                catalog_xmin: data.catalog_xmin.into_inner(),
+                restart_lsn: data.restart_lsn,
+                confirmed_flush: data.confirmed_flush,
+                invalidated: reason.is_some(),
+                invalidation_reason: reason,
+                inactive_since,
+                failover,
+                synced,
             });
         }
-        Ok(out)
+        pg_sys::LWLockRelease(lock);
+    }
+    out
+}
+
+fn availability(restart_lsn: u64) -> Availability {
+    use pg_sys::WALAvailability as W;
+    // SAFETY: reads WAL bookkeeping under the server's own locks.
+    #[allow(non_upper_case_globals)]
+    match unsafe { pg_sys::GetWALAvailability(restart_lsn) } {
+        W::WALAVAIL_RESERVED => Availability::Reserved,
+        W::WALAVAIL_EXTENDED => Availability::Extended,
+        W::WALAVAIL_UNRESERVED => Availability::Unreserved,
+        W::WALAVAIL_REMOVED => Availability::Removed,
+        _ => Availability::InvalidLsn,
+    }
+}
+
+/// Decoding statistics of a logical slot, as `pg_stat_replication_slots` shows them (zeros
+/// before the slot decoded anything). Called with no slot lock held: the lookup takes
+/// `ReplicationSlotControlLock` itself.
+fn decoding_stats(name: &str) -> DecodingStats {
+    let mut key = pg_sys::NameData { data: [0; 64] };
+    for (dst, src) in key.data.iter_mut().zip(name.bytes().take(63)) {
+        *dst = src as std::ffi::c_char;
+    }
+    // SAFETY: the entry lives in this transaction's statistics snapshot.
+    let entry = unsafe { pg_sys::pgstat_fetch_replslot(key).as_ref() };
+    entry.map_or_else(DecodingStats::default, |e| DecodingStats {
+        spill_txns: e.spill_txns,
+        spill_bytes: e.spill_bytes,
+        stream_bytes: e.stream_bytes,
+        total_txns: e.total_txns,
+        total_bytes: e.total_bytes,
+    })
+}
+
+/// Every replication slot on the server, physical and logical, all databases: read from
+/// shared memory, with the columns `pg_replication_slots` computes derived the same way.
+pub fn slots() -> SpiResult<Vec<SlotObservation>> {
+    let raw = copy_slots();
+    // SAFETY: plain reads of the server's settings and counters, in a backend.
+    let (write_lsn, keep, next_xid, now) = unsafe {
+        (
+            pg_sys::GetXLogWriteRecPtr(),
+            WalKeep {
+                segment_bytes: u64::try_from(pg_sys::wal_segment_size).unwrap_or(0),
+                max_slot_wal_keep_mb: i64::from(pg_sys::max_slot_wal_keep_size_mb),
+                wal_keep_mb: i64::from(pg_sys::wal_keep_size_mb),
+            },
+            pg_sys::ReadNextFullTransactionId().value as u32,
+            pg_sys::GetCurrentTimestamp(),
+        )
+    };
+    let mut databases: HashMap<pg_sys::Oid, Option<String>> = HashMap::new();
+    let out = raw
+        .into_iter()
+        .map(|s| {
+            let logical = s.database != pg_sys::Oid::INVALID;
+            let active = s.active_pid != 0;
+            let wal_status = wal_status(s.invalidated, availability(s.restart_lsn), active);
+            let database = logical.then(|| {
+                databases
+                    .entry(s.database)
+                    .or_insert_with(|| database_name(s.database))
+                    .clone()
+            });
+            let decoding = logical.then(|| decoding_stats(&s.name));
+            SlotObservation {
+                slot_type: if logical {
+                    SlotType::Logical
+                } else {
+                    SlotType::Physical
+                },
+                database: database.flatten(),
+                plugin: logical.then_some(s.plugin),
+                temporary: s.temporary,
+                active,
+                active_pid: active.then_some(s.active_pid),
+                safe_wal_size: safe_wal_size(wal_status, s.restart_lsn, write_lsn, keep),
+                wal_status,
+                restart_lsn: (s.restart_lsn != 0).then_some(s.restart_lsn),
+                confirmed_flush_lsn: (s.confirmed_flush != 0).then_some(s.confirmed_flush),
+                xmin_age: xid_age(next_xid, s.xmin),
+                catalog_xmin_age: xid_age(next_xid, s.catalog_xmin),
+                // The view shows it for logical slots only.
+                invalidation_reason: s.invalidation_reason.filter(|_| logical).map(String::from),
+                inactive_for_secs: (s.inactive_since != 0 && !active)
+                    .then(|| (now - s.inactive_since) as f64 / 1e6),
+                sent_txns: decoding.map(|d| d.total_txns),
+                decoding,
+                failover: s.failover,
+                synced: s.synced,
+                slot_name: s.name,
+            }
+        })
+        .collect();
+    Ok(out)
+}
+
+/// A database's name, `None` when it was dropped.
+fn database_name(oid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: a syscache lookup in a transaction; the result is palloc'd in the current context.
+    let name = unsafe { pg_sys::get_database_name(oid) };
+    (!name.is_null()).then(|| {
+        unsafe { std::ffi::CStr::from_ptr(name) }
+            .to_string_lossy()
+            .into_owned()
     })
 }

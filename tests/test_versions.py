@@ -268,7 +268,7 @@ def test_a_standby_slot_that_conflicts_is_lost_with_the_reason(make_cluster, pg_
     pg.sql("SELECT pg_log_standby_snapshot()")
     row = wait_for(lambda: (r := replica.health("on_standby")) and "lost" in r["findings"] and r,
                    timeout=60, what="the conflicting slot reported lost")
-    reason = "rows_removed" if replica.version >= 17 else "conflict with recovery"
+    reason = "rows_removed"
     assert row["detail"]["invalidation_reason"] == reason, row["detail"]
     assert reason in row["summary"], row["summary"]
     assert "conflicted with recovery" in row["remediation"], row["remediation"]

@@ -23,6 +23,7 @@ mod proptests;
 pub mod remediation;
 pub mod reminders;
 pub mod scrape;
+pub mod slot_state;
 pub mod sparkline;
 pub mod transactions;
 pub mod units;

@@ -81,9 +81,8 @@ pub struct SlotObservation {
     /// `age(xmin)` and `age(catalog_xmin)`, in transactions.
     pub xmin_age: Option<i64>,
     pub catalog_xmin_age: Option<i64>,
-    /// Why the server invalidated the slot (PostgreSQL 17+ `invalidation_reason`; on 16 a
-    /// `conflicting` logical slot is `wal_removed` when its `restart_lsn` was cleared and
-    /// `conflict with recovery` otherwise).
+    /// Why the server invalidated a logical slot, in the words of 17's `invalidation_reason`
+    /// (read from the slot itself on 15 and 16 too).
     pub invalidation_reason: Option<String>,
     /// Seconds without a consumer, when known: from `inactive_since` (17+) or from the
     /// background worker's own watch. `None` means unknown, not zero.

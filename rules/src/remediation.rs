@@ -33,10 +33,7 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
             )
         }
         FindingCode::Lost
-            if matches!(
-                slot.invalidation_reason.as_deref(),
-                Some("rows_removed" | "conflict with recovery")
-            ) =>
+            if matches!(slot.invalidation_reason.as_deref(), Some("rows_removed")) =>
         {
             format!(
                 "The slot conflicted with recovery: the primary removed catalog rows it needed, \
