@@ -22,6 +22,11 @@ CDC_HEALTH = "SELECT * FROM cdc_health()"
 # the client decoding eleven more columns (the jsonb detail most of all).
 CDC_HEALTH_SAME = """SELECT slot_name, slot_type, active, wal_status, safe_wal_size,
        retained_wal_bytes, flush_lag_bytes FROM cdc_health()"""
+# The floor: the same rows with nothing computed, a copy of cdc_health()'s own output in a
+# temporary table; what returning 18 columns (or 7) costs the server and the client alone.
+FLOOR = "SELECT * FROM cdc_health_floor"
+FLOOR_SAME = """SELECT slot_name, slot_type, active, wal_status, safe_wal_size,
+       retained_wal_bytes, flush_lag_bytes FROM cdc_health_floor"""
 
 
 def timed(cur, query, repeat):
@@ -33,6 +38,15 @@ def timed(cur, query, repeat):
         samples.append(time.perf_counter() - start)
     samples.sort()
     return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def add_slots(pg, start, end):
+    """Slots start..end: half logical, half physical (reserved), so both kinds are assessed."""
+    for i in range(start, end):
+        if i % 2:
+            pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (f"p{i}",))
+        else:
+            pg.create_logical_slot(f"l{i}")
 
 
 def run(pg_config, counts, repeat, preload):
@@ -48,19 +62,19 @@ def run(pg_config, counts, repeat, preload):
         conn = pg.connect()
         cur = conn.cursor()
         for n in counts:
-            for i in range(made, n):
-                # Half logical, half physical (reserved): both kinds are assessed.
-                if i % 2:
-                    pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (f"p{i}",))
-                else:
-                    pg.create_logical_slot(f"l{i}")
+            add_slots(pg, made, n)
             made = n
             time.sleep(2 if preload else 0)  # a worker pass with every slot tracked
             timed(cur, CDC_HEALTH, 20)  # warm up caches
             plain = timed(cur, PLAIN, repeat)
             ours = timed(cur, CDC_HEALTH, repeat)
             same = timed(cur, CDC_HEALTH_SAME, repeat)
-            results.append((n, plain, ours, same))
+            cur.execute("DROP TABLE IF EXISTS cdc_health_floor")
+            cur.execute("CREATE TEMP TABLE cdc_health_floor AS SELECT * FROM cdc_health()")
+            cur.execute("ANALYZE cdc_health_floor")
+            floor = timed(cur, FLOOR, repeat)
+            floor_same = timed(cur, FLOOR_SAME, repeat)
+            results.append((n, plain, ours, same, floor, floor_same))
         conn.close()
     finally:
         pg.close()
@@ -71,11 +85,14 @@ def measure(pg_config, counts, repeat):
     """Median and p95 (seconds) of both queries per slot count, worker running and not."""
     out = []
     for preload in (True, False):
-        for n, plain, ours, same in run(pg_config, counts, repeat, preload):
+        for n, plain, ours, same, floor, floor_same in run(pg_config, counts, repeat, preload):
             out.append({"worker": preload, "slots": n, "repeat": repeat,
                         "plain": {"median": plain[0], "p95": plain[1]},
                         "cdc": {"median": ours[0], "p95": ours[1]},
-                        "cdc_same_columns": {"median": same[0], "p95": same[1]}})
+                        "cdc_same_columns": {"median": same[0], "p95": same[1]},
+                        "floor": {"median": floor[0], "p95": floor[1]},
+                        "floor_same_columns": {"median": floor_same[0],
+                                               "p95": floor_same[1]}})
     return out
 
 
@@ -87,11 +104,13 @@ def main():
     args = parser.parse_args()
     for preload in (True, False):
         mode = "worker running" if preload else "not preloaded"
-        for n, plain, ours, same in run(args.pg_config, args.slots, args.repeat, preload):
-            print(f"{mode:>14} | {n:4d} slots | plain query median {plain[0] * 1e3:6.2f} ms "
-                  f"p95 {plain[1] * 1e3:6.2f} | cdc_health() median {ours[0] * 1e3:6.2f} ms "
-                  f"p95 {ours[1] * 1e3:6.2f} | ratio {ours[0] / plain[0]:.2f} | same columns "
-                  f"{same[0] * 1e3:6.2f} ms, ratio {same[0] / plain[0]:.2f}")
+        for n, plain, ours, same, floor, floor_same in run(args.pg_config, args.slots,
+                                                          args.repeat, preload):
+            print(f"{mode:>14} | {n:4d} slots | plain {plain[0] * 1e3:6.2f} ms | "
+                  f"cdc_health() * {ours[0] * 1e3:6.2f} ms (p95 {ours[1] * 1e3:6.2f}), "
+                  f"{ours[0] / plain[0]:.2f}x plain, floor {floor[0] * 1e3:6.2f} ms | "
+                  f"7 columns {same[0] * 1e3:6.2f} ms, {same[0] / plain[0]:.2f}x plain, "
+                  f"floor {floor_same[0] * 1e3:6.2f} ms")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where `cdc_health()` and the worker's pass spend their time: `perf record` on a backend
 calling `SELECT * FROM cdc_health()` in a loop, and on the background worker at interval
-100ms, on a throwaway cluster with N slots (half logical, half physical). Prints the top
+1s (every slot inactive, so each has an open alert), on a throwaway cluster with N slots (half logical, half physical). Prints the top
 symbols (self time, and inclusive with call graphs) of each.
 
     /usr/bin/python3 bench/profile.py --slots 500 --seconds 20
@@ -14,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from pgcluster import Cluster  # noqa: E402
+from pgcluster import Cluster, wait_for  # noqa: E402
 
 
 def perf(pid, seconds, out, top):
@@ -36,13 +36,15 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", default="/var/tmp/cdc_health/profile")
+    ap.add_argument("--query", default="SELECT * FROM cdc_health()")
+    ap.add_argument("--no-worker", action="store_true", help="profile the function only")
     ap.add_argument("--pg-config", default=os.environ.get("PG_CONFIG",
                                                           "/usr/lib/postgresql/15/bin/pg_config"))
     args = ap.parse_args()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     n = args.slots
     pg = Cluster(args.pg_config, name="profile", settings={
-        "shared_preload_libraries": "'cdc_health'", "cdc_health.interval": "100ms",
+        "shared_preload_libraries": "'cdc_health'", "cdc_health.interval": "1s", "cdc_health.inactive_warning": "0",
         "max_replication_slots": str(n + 10), "max_wal_senders": "20",
         "cdc_health.max_tracked_slots": str(n + 10)}).init().start()
     try:
@@ -52,10 +54,15 @@ def main():
                 pg.sql("SELECT pg_create_physical_replication_slot(%s, true)", (f"p{i}",))
             else:
                 pg.create_logical_slot(f"l{i}")
-        time.sleep(2)
+        # Profile steady passes: after the first ones raised every slot's alert.
+        wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.alerts "
+                                "WHERE resolved_at IS NULL") >= n // 2, timeout=120,
+                 what="alerts open")
+        time.sleep(3)
         worker = pg.one("SELECT pid FROM pg_stat_activity "
                         "WHERE backend_type = 'cdc_health'")
-        perf(worker, args.seconds, f"{args.out}-worker", args.top)
+        if not args.no_worker:
+            perf(worker, args.seconds, f"{args.out}-worker", args.top)
 
         conn = pg.connect()
         cur = conn.cursor()
@@ -66,7 +73,7 @@ def main():
 
         def loop():
             while not stop.is_set():
-                cur.execute("SELECT * FROM cdc_health()")
+                cur.execute(args.query)
                 cur.fetchall()
                 calls[0] += 1
 
@@ -77,7 +84,7 @@ def main():
         finally:
             stop.set()
             t.join()
-        print(f"cdc_health() calls during the profile: {calls[0]}")
+        print(f"calls of {args.query!r} during the profile: {calls[0]}")
         conn.close()
     finally:
         pg.close()

@@ -106,11 +106,12 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let histories: Option<Vec<Option<HistoryView>>> = if record {
         shmem::write(|entries| {
             let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
-            shmem::forget_missing(entries, &names);
+            let assigned = shmem::assign(entries, &names);
             slots
                 .iter()
-                .map(|slot| {
-                    let entry = shmem::entry_for(entries, &slot.slot_name)?;
+                .zip(assigned)
+                .map(|(slot, at)| {
+                    let entry = &mut entries[at?];
                     entry
                         .track
                         .record(Sample::observe(slot, server.current_lsn, now));
@@ -182,10 +183,18 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let standby_sync =
         (judged && server.in_recovery && slots.iter().any(|s| s.synced == Some(true)))
             .then(sampling::standby_sync);
+    let physical: Vec<SlotObservation> = match failover_setup {
+        Some(_) => slots
+            .iter()
+            .filter(|s| s.slot_type == SlotType::Physical)
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
     let unready: Vec<Option<Finding>> = slots
         .iter()
         .map(|s| match (&failover_setup, &standby_sync) {
-            (Some(f), _) => failover_unready(s, &slots, f),
+            (Some(f), _) => failover_unready(s, &physical, f),
             (None, Some(sync)) => synced_copy_unready(s, sync),
             (None, None) => None,
         })

@@ -116,6 +116,8 @@ const REPLICATION_SLOT_CONTROL_LOCK: usize = 37;
 
 /// One slot's fields as shared memory holds them, copied under its spinlock.
 struct RawSlot {
+    /// Its place in `ReplicationSlotCtl`, which keys its statistics.
+    index: usize,
     name: String,
     database: pg_sys::Oid,
     plugin: String,
@@ -205,6 +207,7 @@ fn copy_slots() -> Vec<RawSlot> {
             let (inactive_since, failover, synced) = (0, None, None);
             let reason = invalidation(data);
             out.push(RawSlot {
+                index: i,
                 name: name_text(&data.name),
                 database: data.database,
                 plugin: name_text(&data.plugin),
@@ -239,16 +242,43 @@ fn availability(restart_lsn: u64) -> Availability {
     }
 }
 
-/// Decoding statistics of a logical slot, as `pg_stat_replication_slots` shows them (zeros
-/// before the slot decoded anything). Called with no slot lock held: the lookup takes
-/// `ReplicationSlotControlLock` itself.
-fn decoding_stats(name: &str) -> DecodingStats {
-    let mut key = pg_sys::NameData { data: [0; 64] };
-    for (dst, src) in key.data.iter_mut().zip(name.bytes().take(63)) {
-        *dst = src as std::ffi::c_char;
-    }
+/// `PGSTAT_KIND_REPLSLOT` (an enum member before 18, a macro since).
+#[cfg(not(feature = "pg18"))]
+const REPLSLOT_STATS: u32 = pg_sys::PgStat_Kind::PGSTAT_KIND_REPLSLOT;
+#[cfg(feature = "pg18")]
+const REPLSLOT_STATS: u32 = pg_sys::PGSTAT_KIND_REPLSLOT;
+#[cfg(not(feature = "pg18"))]
+type StatsObjectId = pg_sys::Oid;
+#[cfg(feature = "pg18")]
+type StatsObjectId = u64;
+
+unsafe extern "C-unwind" {
+    /// utils/pgstat_internal.h (not in pgrx's bindings). Replication slot statistics are
+    /// keyed by the slot's index in `ReplicationSlotCtl`; `pgstat_fetch_replslot` finds that
+    /// index by comparing the name with every slot, which made reading n slots cost n².
+    fn pgstat_fetch_entry(
+        kind: u32,
+        dboid: pg_sys::Oid,
+        objid: StatsObjectId,
+    ) -> *mut std::ffi::c_void;
+}
+
+/// Decoding statistics of the logical slot at `index`, as `pg_stat_replication_slots` shows
+/// them (zeros before the slot decoded anything).
+fn decoding_stats(index: usize) -> DecodingStats {
+    #[cfg(not(feature = "pg18"))]
+    let objid = pg_sys::Oid::from(u32::try_from(index).unwrap_or(u32::MAX));
+    #[cfg(feature = "pg18")]
+    let objid = index as u64;
     // SAFETY: the entry lives in this transaction's statistics snapshot.
-    let entry = unsafe { pg_sys::pgstat_fetch_replslot(key).as_ref() };
+    // An ERROR inside must not unwind through Rust frames: the boundary turns it into a panic.
+    let entry = unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            pgstat_fetch_entry(REPLSLOT_STATS, pg_sys::Oid::INVALID, objid)
+        })
+        .cast::<pg_sys::PgStat_StatReplSlotEntry>()
+        .as_ref()
+    };
     entry.map_or_else(DecodingStats::default, |e| DecodingStats {
         spill_txns: e.spill_txns,
         spill_bytes: e.spill_bytes,
@@ -288,7 +318,7 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                     .or_insert_with(|| database_name(s.database))
                     .clone()
             });
-            let decoding = logical.then(|| decoding_stats(&s.name));
+            let decoding = logical.then(|| decoding_stats(s.index));
             SlotObservation {
                 slot_type: if logical {
                     SlotType::Logical

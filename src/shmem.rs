@@ -5,6 +5,7 @@
 //! it is requested and attached by hand. One LWLock guards all of it; every critical section
 //! only copies plain data, so nothing in it can raise an error.
 
+use std::collections::{HashMap, HashSet};
 use std::mem::{align_of, size_of};
 use std::ptr::{addr_of_mut, null_mut};
 
@@ -112,10 +113,15 @@ impl Entry {
 }
 
 /// Index of the in-use entry tracking `name`.
-fn position_of(entries: &[Entry], name: &str) -> Option<usize> {
+/// Where each slot in use has its entry, by name: built once per call so that looking up n
+/// slots costs n, not n² name comparisons (2,000 slots made that most of a pass).
+fn positions(entries: &[Entry]) -> HashMap<String, usize> {
     entries
         .iter()
-        .position(|e| e.in_use && e.track.name.as_str() == name)
+        .enumerate()
+        .filter(|(_, e)| e.in_use)
+        .map(|(i, e)| (e.track.name.as_str().to_string(), i))
+        .collect()
 }
 
 /// Open alerts whose reminder clock is kept here (16 bytes each); beyond it a reminder is
@@ -311,23 +317,35 @@ pub fn write<R>(f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
     with_entries(true, f)
 }
 
-/// The entry of `name`, allocating a free one if needed; `None` when all are in use.
-pub fn entry_for<'a>(entries: &'a mut [Entry], name: &str) -> Option<&'a mut Entry> {
-    let index = position_of(entries, name).or_else(|| {
-        let free = entries.iter().position(|e| !e.in_use)?;
-        entries[free] = Entry::new(true, SlotTrack::new(name)?);
-        Some(free)
-    })?;
-    Some(&mut entries[index])
-}
-
-/// Frees the entries of slots that no longer exist.
-pub fn forget_missing(entries: &mut [Entry], present: &[&str]) {
-    for e in entries.iter_mut().filter(|e| e.in_use) {
-        if !present.contains(&e.track.name.as_str()) {
+/// The entry of each named slot, in order: entries of slots that no longer exist are freed,
+/// a new slot gets a free entry; `None` when none is left.
+pub fn assign(entries: &mut [Entry], names: &[&str]) -> Vec<Option<usize>> {
+    let present: HashSet<&str> = names.iter().copied().collect();
+    let mut free = Vec::new();
+    for (i, e) in entries.iter_mut().enumerate() {
+        if e.in_use && !present.contains(e.track.name.as_str()) {
             e.in_use = false;
         }
+        if !e.in_use {
+            free.push(i);
+        }
     }
+    // Lowest free entries first.
+    free.reverse();
+    let mut at = positions(entries);
+    names
+        .iter()
+        .map(|name| {
+            if let Some(&i) = at.get(*name) {
+                return Some(i);
+            }
+            let track = SlotTrack::new(name)?;
+            let i = free.pop()?;
+            entries[i] = Entry::new(true, track);
+            at.insert((*name).to_string(), i);
+            Some(i)
+        })
+        .collect()
 }
 
 /// Marks which slots are due a history row now (see `history_pacing::row_due`) and returns
@@ -350,9 +368,10 @@ pub fn history_due(marks: &[(&str, HistoryMark)], pacing: &Pacing) -> Vec<String
     if fallback_due {
         header.worker.untracked_history_at = now;
     }
+    let at = positions(entries);
     let mut due = Vec::new();
     for (name, mark) in marks {
-        let is_due = match position_of(entries, name).map(|i| &mut entries[i]) {
+        let is_due = match at.get(*name).map(|&i| &mut entries[i]) {
             Some(e) => {
                 let due = row_due(e.history.as_ref(), mark, pacing);
                 if due {

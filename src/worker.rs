@@ -78,8 +78,14 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             Ok::<_, pgrx::spi::Error>((installed, pass))
         });
         // The endpoint serves this pass until the next one. Rendered in a transaction of its
-        // own: a table it reads being locked must not roll back the pass's alerts.
-        if let Ok(Ok((_, Some(pass)))) = &outcome {
+        // own: a table it reads being locked must not roll back the pass's alerts. Not at all
+        // while the endpoint is off (a tenth of a pass at 2,000 slots); once it is turned on
+        // it serves the next pass's state.
+        let endpoint_on = !settings::metrics_address().is_empty();
+        if !endpoint_on {
+            metrics::snapshot::publish("");
+        }
+        if let (true, Ok(Ok((_, Some(pass))))) = (endpoint_on, &outcome) {
             let published = guarded(|| {
                 let _timer = StatementTimer::arm(pass_timeout);
                 metrics::publish(&pass.server, &pass.views)

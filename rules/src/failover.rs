@@ -137,7 +137,8 @@ pub struct FailoverSetup {
 
 /// `failover_unready` for a logical slot that would not survive a promotion of the standby,
 /// naming the first gap; `None` when it would, or when no failover is expected (no standby
-/// streams from this server and `cdc_health.expect_failover` is `auto`).
+/// streams from this server and `cdc_health.expect_failover` is `auto`). Only the physical
+/// slots of `slots` are looked at: a caller judging every slot passes just those, once.
 pub fn failover_unready(
     slot: &SlotObservation,
     slots: &[SlotObservation],
