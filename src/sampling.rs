@@ -58,15 +58,7 @@ pub fn oldest_running_xid_age() -> Option<i64> {
 /// An integer server setting by name, through the server's own GUC lookup.
 pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
     // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
-    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
-    if value.is_null() {
-        return None;
-    }
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(value) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    c_text(unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) })
 }
 
 fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
@@ -127,7 +119,6 @@ struct RawSlot {
     catalog_xmin: u32,
     restart_lsn: u64,
     confirmed_flush: u64,
-    invalidated: bool,
     invalidation_reason: Option<&'static str>,
     /// `inactive_since` (17+), microseconds since 2000; 0 when active or unknown.
     inactive_since: i64,
@@ -135,11 +126,19 @@ struct RawSlot {
     synced: Option<bool>,
 }
 
+/// A server string as Rust text; `None` for NULL.
+fn c_text(ptr: *const std::ffi::c_char) -> Option<String> {
+    // SAFETY: callers pass NULL or a NUL-terminated string the server owns.
+    (!ptr.is_null()).then(|| {
+        unsafe { std::ffi::CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
+    })
+}
+
 fn name_text(name: &pg_sys::NameData) -> String {
-    // SAFETY: NameData is a NUL-terminated char array of NAMEDATALEN bytes.
-    unsafe { std::ffi::CStr::from_ptr(name.data.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    // NameData is a NUL-terminated char array of NAMEDATALEN bytes.
+    c_text(name.data.as_ptr()).unwrap_or_default()
 }
 
 /// Why the server invalidated the slot, in `pg_replication_slots.invalidation_reason`'s words
@@ -205,7 +204,6 @@ fn copy_slots() -> Vec<RawSlot> {
             );
             #[cfg(not(any(feature = "pg17", feature = "pg18")))]
             let (inactive_since, failover, synced) = (0, None, None);
-            let reason = invalidation(data);
             out.push(RawSlot {
                 index: i,
                 name: name_text(&data.name),
@@ -217,8 +215,7 @@ fn copy_slots() -> Vec<RawSlot> {
                 catalog_xmin: data.catalog_xmin.into_inner(),
                 restart_lsn: data.restart_lsn,
                 confirmed_flush: data.confirmed_flush,
-                invalidated: reason.is_some(),
-                invalidation_reason: reason,
+                invalidation_reason: invalidation(data),
                 inactive_since,
                 failover,
                 synced,
@@ -290,7 +287,7 @@ fn decoding_stats(index: usize) -> DecodingStats {
 
 /// Every replication slot on the server, physical and logical, all databases: read from
 /// shared memory, with the columns `pg_replication_slots` computes derived the same way.
-pub fn slots() -> SpiResult<Vec<SlotObservation>> {
+pub fn slots() -> Vec<SlotObservation> {
     let raw = copy_slots();
     // SAFETY: plain reads of the server's settings and counters, in a backend.
     let (write_lsn, keep, next_xid, now) = unsafe {
@@ -306,12 +303,15 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
         )
     };
     let mut databases: HashMap<pg_sys::Oid, Option<String>> = HashMap::new();
-    let out = raw
-        .into_iter()
+    raw.into_iter()
         .map(|s| {
             let logical = s.database != pg_sys::Oid::INVALID;
             let active = s.active_pid != 0;
-            let wal_status = wal_status(s.invalidated, availability(s.restart_lsn), active);
+            let wal_status = wal_status(
+                s.invalidation_reason.is_some(),
+                availability(s.restart_lsn),
+                active,
+            );
             let database = logical.then(|| {
                 databases
                     .entry(s.database)
@@ -347,17 +347,11 @@ pub fn slots() -> SpiResult<Vec<SlotObservation>> {
                 slot_name: s.name,
             }
         })
-        .collect();
-    Ok(out)
+        .collect()
 }
 
 /// A database's name, `None` when it was dropped.
 fn database_name(oid: pg_sys::Oid) -> Option<String> {
     // SAFETY: a syscache lookup in a transaction; the result is palloc'd in the current context.
-    let name = unsafe { pg_sys::get_database_name(oid) };
-    (!name.is_null()).then(|| {
-        unsafe { std::ffi::CStr::from_ptr(name) }
-            .to_string_lossy()
-            .into_owned()
-    })
+    c_text(unsafe { pg_sys::get_database_name(oid) })
 }

@@ -112,7 +112,6 @@ impl Entry {
     }
 }
 
-/// Index of the in-use entry tracking `name`.
 /// Where each slot in use has its entry, by name: built once per call so that looking up n
 /// slots costs n, not n² name comparisons (2,000 slots made that most of a pass).
 fn positions(entries: &[Entry]) -> HashMap<String, usize> {
