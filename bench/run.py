@@ -32,14 +32,16 @@ import mirror_probe as mirror_probe_bench
 import overhead
 import peer
 import report
+import scale
 import slot_creation
 
 FULL = {
     "detection": {"intervals": ["1s", "10s"], "trials": 20, "spread": 40.0, "parallel": False},
     "overhead": {"slots": [10, 100, 500], "intervals": ["1s", "10s"], "window": 150.0,
                  "windows": 5, "autovacuum_wait": 70.0, "settle_wait": 65.0},
-    "function_latency": {"slots": [10, 100, 500], "repeat": 200},
+    "function_latency": {"slots": [10, 100, 500, 1000], "repeat": 200},
     "history": {"days": 14, "slots": 100, "repeat": 30},
+    "scale": {"slots": [10, 100, 500, 1000, 2000], "window": 30.0, "repeat": 100},
     "slot_creation": {"trials": 16},
     "mirror_probe": {"rows": [1_000_000, 10_000_000], "trials": 15, "naive_trials": 1},
 }
@@ -49,10 +51,11 @@ QUICK = {
                  "autovacuum_wait": 0.0, "settle_wait": 0.0},
     "function_latency": {"slots": [10, 100], "repeat": 20},
     "history": {"days": 1, "slots": 10, "repeat": 5},
+    "scale": {"slots": [10, 100], "window": 5.0, "repeat": 10},
     "slot_creation": {"trials": 2},
     "mirror_probe": {"rows": [1_000_000], "trials": 3, "naive_trials": 1},
 }
-TOPICS = ["detection", "overhead", "function_latency", "history", "mirror_probe",
+TOPICS = ["detection", "overhead", "function_latency", "scale", "history", "mirror_probe",
           "slot_creation"]
 
 
@@ -128,6 +131,10 @@ def run_topic(name, params, quick):
     if name == "function_latency":
         log("  function latency")
         return function_latency.measure(PG15_CONFIG, params["slots"], params["repeat"])
+    if name == "scale":
+        log("  scale")
+        rows = scale.measure(PG15_CONFIG, params["slots"], params["window"], params["repeat"])
+        return [{**r, "window": params["window"]} for r in rows]
     if name == "history":
         return history_reads.measure(PG15_CONFIG, params["days"], params["slots"],
                                      params["repeat"])

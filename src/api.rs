@@ -307,11 +307,17 @@ mod cdc_health {
                 "cdc_health.sparkline: width must be between 1 and 1000, not {width}"
             ));
         }
+        // Our statement, not the caller's search_path (whose operators would run as the
+        // caller, a superuser among them).
+        let _path = crate::role::Switched::safe_search_path();
         let values: Vec<Option<f64>> = Spi::connect(|client| {
             client
                 .select(
-                    "SELECT retained_wal_bytes::float8 FROM cdc_health.slot_history
-                     WHERE slot_name = $1 AND sampled_at >= $2 ORDER BY sampled_at",
+                    "SELECT h.retained_wal_bytes::float8 FROM cdc_health.history_samples h
+                     WHERE h.slot_id = ANY (ARRAY(SELECT s.id FROM cdc_health.history_slots s
+                                                  WHERE s.slot_name = $1))
+                       AND h.sampled_at >= $2
+                     ORDER BY h.sampled_at",
                     None,
                     &[slot_name.into(), since.into()],
                 )?

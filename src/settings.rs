@@ -30,6 +30,8 @@ pub static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
 pub static HISTORY_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static HISTORY_IDLE_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static HISTORY_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(14 * 86_400);
+pub static HISTORY_FULL_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static HISTORY_15MIN_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(3 * 86_400);
 pub static ALERT_REMINDER_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 pub static ALERT_HOLDDOWN_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static NOTIFY_CHANNEL: GucSetting<Option<CString>> =
@@ -205,6 +207,24 @@ fn register_worker() {
         c"",
         &HISTORY_RETENTION_S,
         60,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.history_full_retention",
+        c"History keeps every row this long; older ones become one row per slot per 15 minutes (state changes are kept).",
+        c"",
+        &HISTORY_FULL_RETENTION_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    sighup_int(
+        c"cdc_health.history_15min_retention",
+        c"History keeps 15-minute rows this long; older ones become one row per slot per hour.",
+        c"",
+        &HISTORY_15MIN_RETENTION_S,
+        0,
         i32::MAX,
         GucFlags::UNIT_S,
     );

@@ -15,7 +15,7 @@ use pgrx::PgTryBuilder;
 
 use crate::monitor::{self, now_secs, Installed, LIBRARY_VERSION};
 use crate::timer::{self, StatementTimer};
-use crate::{metrics, mirrors, settings, shmem};
+use crate::{history, metrics, mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
 pub fn register() {
@@ -59,6 +59,8 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     loop {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            // A changed retention applies at this pass, not a minute later.
+            history::maintain_soon();
         }
         let pass_timeout = settings::PASS_TIMEOUT_MS.get();
         let started = std::time::Instant::now();

@@ -77,6 +77,30 @@ def test_a_delegate_cannot_hijack_the_owner_through_its_search_path(make_cluster
     assert pg.one("SELECT count(*) FROM delegate.ran_as WHERE who <> 'mallory'") == 0
 
 
+def test_history_reads_ignore_the_callers_search_path(make_cluster):
+    """A superuser reading history with a search_path a role controls runs none of its
+    operators: history() is bound at creation, sparkline() forces its own path."""
+    pg = make_cluster(WORKER)
+    mallory(pg, grant_functions=False).close()
+    pg.sql("SELECT pg_create_physical_replication_slot('watched', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('watched')"),
+             what="a history row")
+    conn = pg.connect()
+    with conn.cursor() as cur:
+        cur.execute("SET search_path = delegate, pg_catalog")
+        # Mallory's operator is the one an unqualified text = text would call here.
+        cur.execute("SELECT oprnamespace::regnamespace::text FROM pg_catalog.pg_operator "
+                    "WHERE oid = '=(text,text)'::regoperator")
+        assert cur.fetchone()[0] == "delegate"
+        cur.execute("SELECT count(*) FROM cdc_health.history('watched')")
+        assert cur.fetchone()[0] >= 1
+        cur.execute("SELECT cdc_health.sparkline('watched')")
+        assert cur.fetchone()[0]
+    conn.close()
+    assert not is_superuser(pg)
+    assert pg.one("SELECT count(*) FROM delegate.ran_as") == 0
+
+
 def test_a_probed_view_cannot_change_the_workers_session(make_cluster):
     pg = make_cluster(WORKER)
     conn = mallory(pg)

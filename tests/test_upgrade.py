@@ -69,8 +69,11 @@ def catalog_dump(pg, dbname):
 
 
 def extension_row(pg, dbname):
+    # The configuration tables as a set: their order in extconfig is the order they were
+    # marked in, which means nothing to pg_dump.
     return pg.sql("SELECT extversion, extowner::regrole::text, extnamespace::regnamespace::text,"
-                  " extrelocatable, extconfig::regclass[]::text, extcondition::text "
+                  " extrelocatable, (SELECT array_agg(c::regclass::text || ' ' || w ORDER BY c::regclass::text)"
+                  " FROM unnest(extconfig, extcondition) AS u(c, w)) "
                   "FROM pg_extension WHERE extname = 'cdc_health'", dbname=dbname)
 
 

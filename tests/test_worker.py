@@ -204,9 +204,9 @@ def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
     assert pg.one("SELECT min(sampled_at) < now() - interval '1 second' "
                   "FROM cdc_health.slot_history")
     # Old rows (made here) go; recent ones stay.
-    pg.sql("INSERT INTO cdc_health.slot_history (sampled_at, slot_name, slot_type, active, status) "
-           "SELECT now() - interval '30 days', 'kept', 'physical', false, 'ok' "
-           "FROM generate_series(1, 50)")
+    pg.sql("INSERT INTO cdc_health.history_samples (sampled_at, slot_id, kind, status, active) "
+           "SELECT now() - interval '30 days', id, 0, 0, false "
+           "FROM cdc_health.history_slots, generate_series(1, 50) WHERE slot_name = 'kept'")
     pg.set_config(cdc_health__history_retention="1d")
     wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.slot_history "
                             "WHERE sampled_at < now() - interval '1 day'") == 0,
@@ -214,6 +214,76 @@ def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
     assert pg.one("SELECT count(*) FROM cdc_health.slot_history") >= before
     line = pg.one("SELECT cdc_health.sparkline('kept')")
     assert line and "->" in line
+
+
+def test_history_rolls_up_to_15min_and_hourly_rows_keeping_transitions(make_cluster):
+    """Rows older than history_full_retention become a row per slot per 15 minutes, older
+    than history_15min_retention a row per hour; state changes stay; history() reads all."""
+    pg = make_cluster({**WORKER, "cdc_health.history_interval": "1s"})
+    wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    pg.sql("SELECT pg_create_physical_replication_slot('rolled', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('rolled')") >= 1,
+             what="a first history row")
+    slot_id = pg.one("SELECT id FROM cdc_health.history_slots WHERE slot_name = 'rolled'")
+    # Two windows of a row a minute, as the worker writes them: 30 minutes two days ago (two
+    # 15-minute periods), 2 hours five days ago (two hours); aligned to whole hours. Retained
+    # WAL is the minute number in MB; wal_status turns extended (1) at minute 20 of the first
+    # window and back at 21; the slot is active except at minute 5 of the second.
+    pg.sql("""
+        INSERT INTO cdc_health.history_samples
+            (sampled_at, retained_wal_bytes, restart_lsn, slot_id, kind, status, wal_status,
+             active)
+        SELECT base + make_interval(mins => m), m * 1048576, ('0/0'::pg_lsn + m), %(id)s,
+               CASE WHEN m IN (20, 21) AND base < now() - interval '3 days' IS FALSE
+                    THEN 1 ELSE 0 END,
+               0, CASE WHEN m = 20 AND base > now() - interval '3 days' THEN 1 ELSE 0 END,
+               NOT (m = 5 AND base < now() - interval '3 days')
+        FROM (VALUES (date_trunc('hour', now()) - interval '2 days', 30),
+                     (date_trunc('hour', now()) - interval '5 days', 120)) w(base, minutes),
+             generate_series(0, w.minutes - 1) m
+    """, {"id": slot_id})
+    # As after an upgrade: the steps look for their first rows again.
+    pg.sql("UPDATE cdc_health.history_rollups SET rolled_until = NULL")
+
+    def resolutions(since):
+        return pg.sql("SELECT resolution, count(*) FROM cdc_health.history('rolled', %s) "
+                      "WHERE sampled_at < now() - interval '1 day' GROUP BY 1 ORDER BY 1",
+                      (since,))
+
+    def rolled():
+        # A pass of our own: the worker looks for old rows only once a minute when idle.
+        pg.sql("SELECT * FROM cdc_health.check_now()")
+        return dict(resolutions("-infinity")) == {"15min": 2, "1h": 2, "full": 2}
+
+    wait_for(rolled, what="both windows rolled up", timeout=60)
+    # The two-day-old window: one row per 15 minutes with the range and the last values.
+    quarters = pg.sql(
+        "SELECT sampled_at - date_trunc('hour', now() - interval '2 days'), retained_wal_min,"
+        " retained_wal_max, retained_wal_bytes, restart_lsn, wal_status, always_active,"
+        " transition FROM cdc_health.history('rolled', now() - interval '3 days')"
+        " WHERE sampled_at < now() - interval '1 day' ORDER BY sampled_at, resolution")
+    mins = [(r[0].total_seconds() // 60,) + tuple(r[1:]) for r in quarters]
+    assert mins == [
+        (14, 0, 14 * MB, 14 * MB, "0/E", "reserved", True, False),
+        # Minute 20 and 21 changed wal_status: kept as full rows, counted in their quarter.
+        (20, 20 * MB, 20 * MB, 20 * MB, "0/14", "extended", True, True),
+        (21, 21 * MB, 21 * MB, 21 * MB, "0/15", "reserved", True, True),
+        (29, 15 * MB, 29 * MB, 29 * MB, "0/1D", "extended", True, False),
+    ], quarters
+    # Five days old: one row per hour; minute 5 was inactive.
+    hours = pg.sql(
+        "SELECT retained_wal_min, retained_wal_max, retained_wal_bytes, active, always_active"
+        " FROM cdc_health.slot_history WHERE slot_name = 'rolled' AND resolution = '1h'"
+        " ORDER BY sampled_at")
+    assert hours == [(0, 59 * MB, 59 * MB, True, False), (60 * MB, 119 * MB, 119 * MB, True, True)]
+    assert pg.one("SELECT count(*) FROM cdc_health.history_samples"
+                  " WHERE kind IN (0, 1) AND sampled_at < now() - interval '1 day'") == 2
+    # Recent rows are untouched, and the sparkline reads across resolutions.
+    assert pg.one("SELECT count(*) FROM cdc_health.history('rolled') WHERE resolution <> 'full'") == 0
+    assert "->" in pg.one("SELECT cdc_health.sparkline('rolled', now() - interval '6 days')")
+    # The steps moved on past both windows and stay there.
+    assert pg.one("SELECT bool_and(rolled_until >= now() - interval '3 days 1 hour')"
+                  " FROM cdc_health.history_rollups")
 
 
 def test_worker_killed_is_restarted_without_duplicate_alerts(pg):

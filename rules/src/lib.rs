@@ -14,6 +14,7 @@ pub mod failover;
 pub mod finding;
 pub mod history;
 pub mod history_pacing;
+pub mod history_rollup;
 pub mod idle_timeout;
 pub mod lsn;
 pub mod mirrors;
