@@ -295,8 +295,9 @@ fn roll(step: &Step, finer: Option<f64>, ids: &[i32], now: f64) -> SpiResult<(f6
 
 fn save_rolled_until(kind: i16, at: f64) -> SpiResult<()> {
     Spi::run_with_args(
-        "UPDATE cdc_health.history_rollups SET rolled_until = pg_catalog.to_timestamp($2)
-         WHERE kind = $1",
+        // An upsert: a row deleted by hand is put back rather than searched for every pass.
+        "INSERT INTO cdc_health.history_rollups VALUES ($1, pg_catalog.to_timestamp($2))
+         ON CONFLICT (kind) DO UPDATE SET rolled_until = excluded.rolled_until",
         &[kind.into(), at.into()],
     )
 }
