@@ -154,6 +154,19 @@ def run_topic(name, params, quick):
     raise ValueError(name)
 
 
+def write_report(results, out):
+    """Renders the results into `out`, keeping the sections other benches wrote there."""
+    text = report.render(results)
+    kept = metrics_endpoint.section_of(out)  # written by bench/metrics_endpoint.py
+    if kept:
+        text = metrics_endpoint.with_section(text, kept)
+    kept = common.section_of(out, delivery.BEGIN, delivery.END)  # bench/delivery.py's
+    if kept:
+        text = common.with_section(text, kept, delivery.BEGIN, delivery.END)
+    with open(out, "w") as f:
+        f.write(text)
+
+
 def interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -181,8 +194,7 @@ def main():
     if args.render:
         with open(args.render) as f:
             results = json.load(f)
-        with open(args.out, "w") as f:
-            f.write(report.render(results))
+        write_report(results, args.out)
         print(args.out)
         return 0
     if os.geteuid() != 0:
@@ -218,15 +230,7 @@ def main():
     results["library_changed"] = (after["cdc_health_15"] != results["versions"]["cdc_health_15"])
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1, default=str)
-    text = report.render(results)
-    kept = metrics_endpoint.section_of(args.out)  # written by bench/metrics_endpoint.py
-    if kept:
-        text = metrics_endpoint.with_section(text, kept)
-    kept = common.section_of(args.out, delivery.BEGIN, delivery.END)  # bench/delivery.py's
-    if kept:
-        text = common.with_section(text, kept, delivery.BEGIN, delivery.END)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_report(results, args.out)
     log(f"wrote {args.out} and {args.json} in {results['seconds'] / 60:.1f} min")
     return 1 if failed else 0
 
