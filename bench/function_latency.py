@@ -49,6 +49,15 @@ def add_slots(pg, start, end):
             pg.create_logical_slot(f"l{i}")
 
 
+def growing(pg, counts):
+    """Yields each count once the cluster has that many slots (added, never dropped)."""
+    made = 0
+    for n in counts:
+        add_slots(pg, made, n)
+        made = n
+        yield n
+
+
 def run(pg_config, counts, repeat, preload):
     settings = {"max_replication_slots": str(max(counts) + 10), "max_wal_senders": "20",
                 "cdc_health.max_tracked_slots": str(max(counts) + 10)}
@@ -58,12 +67,9 @@ def run(pg_config, counts, repeat, preload):
     results = []
     try:
         pg.sql("CREATE EXTENSION cdc_health")
-        made = 0
         conn = pg.connect()
         cur = conn.cursor()
-        for n in counts:
-            add_slots(pg, made, n)
-            made = n
+        for n in growing(pg, counts):
             time.sleep(2 if preload else 0)  # a worker pass with every slot tracked
             timed(cur, CDC_HEALTH, 20)  # warm up caches
             plain = timed(cur, PLAIN, repeat)

@@ -12,7 +12,7 @@ import json
 import time
 
 from common import PG15_CONFIG, Cluster, cpu_seconds, log, wait_until
-from function_latency import CDC_HEALTH, CDC_HEALTH_SAME, PLAIN, add_slots, timed
+from function_latency import CDC_HEALTH, CDC_HEALTH_SAME, PLAIN, growing, timed
 
 
 def measure(pg_config, counts, window, repeat):
@@ -25,13 +25,10 @@ def measure(pg_config, counts, window, repeat):
     out = []
     try:
         pg.sql("CREATE EXTENSION cdc_health")
-        made = 0
         conn = pg.connect()
         cur = conn.cursor()
-        for n in counts:
+        for n in growing(pg, counts):
             log(f"  scale: {n} slots")
-            add_slots(pg, made, n)
-            made = n
             wait_until(lambda: pg.one("SELECT count(*) FROM cdc_health.alerts "
                                       "WHERE resolved_at IS NULL AND finding = 'inactive'")
                        >= n // 2, timeout=120, what=f"{n} slots: alerts open")

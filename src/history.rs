@@ -159,8 +159,15 @@ fn maintain(now: f64) -> SpiResult<()> {
     let mut finer = None;
     for step in retention.steps() {
         let (mut rolled, mut periods) = (0, 0);
+        // Read once per step; each period rolled then says where the step stands.
+        let mut recorded = read_one::<f64>(
+            "SELECT EXTRACT(epoch FROM rolled_until)::float8 FROM cdc_health.history_rollups
+             WHERE kind = $1",
+            &[step.into.code().into()],
+        )?;
         loop {
-            let (rolled_until, more, rows) = roll(&step, finer, &ids, now)?;
+            let (rolled_until, more, rows) = roll(&step, recorded, finer, &ids, now)?;
+            recorded = Some(rolled_until);
             rolled += rows;
             periods += 1;
             if !more || rolled >= ROLLUP_ROWS_PER_PASS || periods >= ROLLUP_PERIODS_PER_PASS {
@@ -185,15 +192,18 @@ fn kinds(kinds: &[Kind]) -> DatumWithOid<'static> {
 }
 
 /// Rolls the next period of `step` that is old enough (and, with `finer`, rolled by the
-/// finer step); returns where the step stands, whether another period is waiting and how
-/// many rows it rolled.
-fn roll(step: &Step, finer: Option<f64>, ids: &[i32], now: f64) -> SpiResult<(f64, bool, usize)> {
+/// finer step), given the step's `recorded` position in `cdc_health.history_rollups`;
+/// returns where the step stands (recorded), whether another period is waiting and how many
+/// rows it rolled.
+fn roll(
+    step: &Step,
+    recorded: Option<f64>,
+    finer: Option<f64>,
+    ids: &[i32],
+    now: f64,
+) -> SpiResult<(f64, bool, usize)> {
     let into = step.into.code();
-    let recorded = read_one::<f64>(
-        "SELECT EXTRACT(epoch FROM rolled_until)::float8 FROM cdc_health.history_rollups
-         WHERE kind = $1",
-        &[into.into()],
-    )?;
+    let ids = || -> DatumWithOid<'static> { ids.to_vec().into() };
     let rolled_until = match recorded {
         Some(at) => at,
         None => {
@@ -224,12 +234,7 @@ fn roll(step: &Step, finer: Option<f64>, ids: &[i32], now: f64) -> SpiResult<(f6
                     AND h.sampled_at >= pg_catalog.to_timestamp($3)
                     AND h.sampled_at < pg_catalog.to_timestamp($4)
                   ORDER BY h.sampled_at LIMIT 1) f",
-        &[
-            ids.to_vec().into(),
-            kinds(step.from),
-            rolled_until.into(),
-            horizon.into(),
-        ],
+        &[ids(), kinds(step.from), rolled_until.into(), horizon.into()],
     )?;
     let (start, end) = match plan(step, rolled_until, next_row, horizon) {
         Plan::Roll { start, end } => (start, end),
@@ -240,7 +245,6 @@ fn roll(step: &Step, finer: Option<f64>, ids: &[i32], now: f64) -> SpiResult<(f6
             return Ok((at, false, 0));
         }
     };
-    let ids = || -> DatumWithOid<'static> { ids.to_vec().into() };
     // Within the period, of the given kinds; $1: slot ids, $2: kinds, $3 and $4: the period.
     let rows = "h.kind = ANY ($2) AND h.sampled_at >= pg_catalog.to_timestamp($3)
                 AND h.sampled_at < pg_catalog.to_timestamp($4)";
