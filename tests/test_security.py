@@ -101,6 +101,41 @@ def test_history_reads_ignore_the_callers_search_path(make_cluster):
     assert pg.one("SELECT count(*) FROM delegate.ran_as") == 0
 
 
+def test_history_is_read_by_pg_monitor_and_written_by_no_one_else(make_cluster):
+    """The history tables: no access without pg_monitor; pg_monitor reads, never writes (a
+    moved rollup position would make the worker skip or redo periods)."""
+    pg = make_cluster(WORKER)
+    pg.sql("CREATE ROLE nobody LOGIN")
+    pg.sql("CREATE ROLE watcher LOGIN IN ROLE pg_monitor")
+    pg.sql("SELECT pg_create_physical_replication_slot('watched', true)")
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history_samples"),
+             what="a history row")
+    reads = ["SELECT count(*) FROM cdc_health.slot_history",
+             "SELECT count(*) FROM cdc_health.history_samples",
+             "SELECT count(*) FROM cdc_health.history_slots",
+             "SELECT count(*) FROM cdc_health.history_rollups",
+             "SELECT count(*) FROM cdc_health.history('watched')",
+             "SELECT cdc_health.sparkline('watched')"]
+    writes = ["UPDATE cdc_health.history_rollups SET rolled_until = NULL",
+              "DELETE FROM cdc_health.history_samples",
+              "INSERT INTO cdc_health.history_slots (slot_name, slot_type) VALUES ('x', 'physical')",
+              "UPDATE cdc_health.history_slots SET slot_name = 'x'"]
+    for role, allowed in (("nobody", []), ("watcher", reads)):
+        conn = pg.connect(user=role)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            for statement in reads + writes:
+                if statement in allowed:
+                    cur.execute(statement)
+                    assert cur.fetchone()[0], (role, statement)
+                else:
+                    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                        cur.execute(statement)
+        conn.close()
+    assert pg.one("SELECT bool_and(rolled_until IS NOT NULL) FROM cdc_health.history_rollups")
+    assert pg.one("SELECT count(*) FROM cdc_health.history_slots WHERE slot_name = 'x'") == 0
+
+
 def test_a_probed_view_cannot_change_the_workers_session(make_cluster):
     pg = make_cluster(WORKER)
     conn = mallory(pg)
