@@ -40,6 +40,14 @@ def timed(cur, query, repeat):
     return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
 
 
+def floors(cur, repeat):
+    """The floor, all columns and the 7: cdc_health()'s output copied into a table, read back."""
+    cur.execute("DROP TABLE IF EXISTS cdc_health_floor")
+    cur.execute("CREATE TEMP TABLE cdc_health_floor AS SELECT * FROM cdc_health()")
+    cur.execute("ANALYZE cdc_health_floor")
+    return timed(cur, FLOOR, repeat), timed(cur, FLOOR_SAME, repeat)
+
+
 def add_slots(pg, start, end):
     """Slots start..end: half logical, half physical (reserved), so both kinds are assessed."""
     for i in range(start, end):
@@ -75,11 +83,7 @@ def run(pg_config, counts, repeat, preload):
             plain = timed(cur, PLAIN, repeat)
             ours = timed(cur, CDC_HEALTH, repeat)
             same = timed(cur, CDC_HEALTH_SAME, repeat)
-            cur.execute("DROP TABLE IF EXISTS cdc_health_floor")
-            cur.execute("CREATE TEMP TABLE cdc_health_floor AS SELECT * FROM cdc_health()")
-            cur.execute("ANALYZE cdc_health_floor")
-            floor = timed(cur, FLOOR, repeat)
-            floor_same = timed(cur, FLOOR_SAME, repeat)
+            floor, floor_same = floors(cur, repeat)
             results.append((n, plain, ours, same, floor, floor_same))
         conn.close()
     finally:

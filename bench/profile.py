@@ -17,9 +17,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pgcluster import Cluster, wait_for  # noqa: E402
 
 
-def perf(pid, seconds, out, top):
+def perf(pid, seconds, out, top, dwarf=False):
     data = f"{out}.data"
-    subprocess.run(["perf", "record", "-q", "-g", "-F", "999", "-p", str(pid), "-o", data,
+    # Frame pointers miss Rust frames; DWARF unwinding (from .eh_frame) attributes them.
+    graph = ["--call-graph", "dwarf,32768", "-F", "499"] if dwarf else ["-g", "-F", "999"]
+    subprocess.run(["perf", "record", "-q", *graph, "-p", str(pid), "-o", data,
                     "--", "sleep", str(seconds)], check=True, stderr=subprocess.DEVNULL)
     for label, extra in (("self", ["--no-children"]), ("inclusive", ["--children"])):
         report = subprocess.run(
@@ -38,6 +40,9 @@ def main():
     ap.add_argument("--out", default="/var/tmp/cdc_health/profile")
     ap.add_argument("--query", default="SELECT * FROM cdc_health()")
     ap.add_argument("--no-worker", action="store_true", help="profile the function only")
+    ap.add_argument("--no-function", action="store_true", help="profile the worker only")
+    ap.add_argument("--dwarf", action="store_true",
+                    help="DWARF call graphs: slower to record, but Rust frames are attributed")
     ap.add_argument("--pg-config", default=os.environ.get("PG_CONFIG",
                                                           "/usr/lib/postgresql/15/bin/pg_config"))
     args = ap.parse_args()
@@ -62,7 +67,9 @@ def main():
         worker = pg.one("SELECT pid FROM pg_stat_activity "
                         "WHERE backend_type = 'cdc_health'")
         if not args.no_worker:
-            perf(worker, args.seconds, f"{args.out}-worker", args.top)
+            perf(worker, args.seconds, f"{args.out}-worker", args.top, args.dwarf)
+        if args.no_function:
+            return
 
         conn = pg.connect()
         cur = conn.cursor()
@@ -80,7 +87,7 @@ def main():
         t = threading.Thread(target=loop)
         t.start()
         try:
-            perf(backend, args.seconds, f"{args.out}-function", args.top)
+            perf(backend, args.seconds, f"{args.out}-function", args.top, args.dwarf)
         finally:
             stop.set()
             t.join()

@@ -167,6 +167,22 @@ def write_report(results, out):
         f.write(text)
 
 
+def merged(path, rerun):
+    """The saved result at `path` with `rerun`'s topics in place of its own."""
+    with open(path) as f:
+        base = json.load(f)
+    base["topics"].update(rerun["topics"])
+    for name in rerun["topics"]:
+        base["errors"].pop(name, None)
+    base["errors"].update(rerun["errors"])
+    base.setdefault("reruns", []).append({
+        "topics": sorted(rerun["topics"]), "date": rerun["date"],
+        "seconds": rerun["seconds"], "git_head": rerun["versions"]["git_head"],
+        "git_subject": rerun["versions"]["git_subject"],
+        "library_changed": rerun["library_changed"]})
+    return base
+
+
 def interrupted(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -182,7 +198,16 @@ def main():
     parser.add_argument("--json", default=None, help="raw results (default: next to --out)")
     parser.add_argument("--only", nargs="+", choices=TOPICS, help="run these topics only")
     parser.add_argument("--render", metavar="JSON", help="only re-render a saved raw result")
+    parser.add_argument("--into", metavar="JSON",
+                        help="with --only: replace those topics in a saved full result and "
+                             "render it (the report says which topics were re-run, when and "
+                             "from which commit)")
     args = parser.parse_args()
+    if args.into and not args.only:
+        parser.error("--into needs --only")
+    if args.into:
+        args.out = args.out or os.path.join(ROOT, "BENCHMARKS.md")
+        args.json = args.json or args.into
     if args.out is None:
         # Only a complete full run replaces the repository's BENCHMARKS.md by default.
         args.out = (os.path.join(common.RUN_DIR, "BENCHMARKS.quick.md") if args.quick
@@ -228,6 +253,8 @@ def main():
     results["machine"]["loadavg_end"] = os.getloadavg()
     after = versions()
     results["library_changed"] = (after["cdc_health_15"] != results["versions"]["cdc_health_15"])
+    if args.into:
+        results = merged(args.into, results)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1, default=str)
     write_report(results, args.out)

@@ -2,7 +2,8 @@
 and 2,000 slots, with the plain catalog query beside it. One cluster grows through the slot
 counts (half logical, half physical reserving WAL; every logical slot inactive, so each has
 an open `inactive` alert and a reminder clock); at each count the worker runs at interval 1s
-for `--window` seconds and its CPU comes from /proc.
+for `--window` seconds and its CPU comes from /proc; the floor is measured as in
+bench/function_latency.py.
 
     /usr/bin/python3 bench/scale.py --slots 500 1000 2000 --window 30
 """
@@ -12,7 +13,7 @@ import json
 import time
 
 from common import PG15_CONFIG, Cluster, cpu_seconds, log, wait_until
-from function_latency import CDC_HEALTH, CDC_HEALTH_SAME, PLAIN, growing, timed
+from function_latency import CDC_HEALTH, CDC_HEALTH_SAME, PLAIN, floors, growing, timed
 
 
 def measure(pg_config, counts, window, repeat):
@@ -42,13 +43,15 @@ def measure(pg_config, counts, window, repeat):
             plain = timed(cur, PLAIN, repeat)
             ours = timed(cur, CDC_HEALTH, repeat)
             same = timed(cur, CDC_HEALTH_SAME, repeat)
+            floor, floor_same = floors(cur, repeat)
             per_pass = cpu / passes if passes else None
             out.append({"slots": n, "passes": passes, "worker_cpu_s": cpu,
                         "cpu_per_pass_ms": per_pass * 1e3 if per_pass else None,
                         # A pass's CPU, once per 10 s, as a share of one core.
                         "cpu_share_at_10s_pct": per_pass / 10 * 100 if per_pass else None,
                         "plain_ms": plain[0] * 1e3, "cdc_ms": ours[0] * 1e3,
-                        "cdc_p95_ms": ours[1] * 1e3, "cdc_same_columns_ms": same[0] * 1e3})
+                        "cdc_p95_ms": ours[1] * 1e3, "cdc_same_columns_ms": same[0] * 1e3,
+                        "floor_ms": floor[0] * 1e3, "floor_same_columns_ms": floor_same[0] * 1e3})
         conn.close()
     finally:
         pg.close()
@@ -71,7 +74,8 @@ def main():
         print(f"{r['slots']:5d} slots | worker {r['cpu_per_pass_ms']:.1f} ms CPU per pass "
               f"({r['passes']} passes), {r['cpu_share_at_10s_pct']:.3f} % of a core at 10s | "
               f"cdc_health() {r['cdc_ms']:.2f} ms (p95 {r['cdc_p95_ms']:.2f}), 7 columns "
-              f"{r['cdc_same_columns_ms']:.2f} ms, plain query {r['plain_ms']:.2f} ms")
+              f"{r['cdc_same_columns_ms']:.2f} ms, plain query {r['plain_ms']:.2f} ms, floor "
+              f"{r['floor_ms']:.2f} ms (7 columns {r['floor_same_columns_ms']:.2f} ms)")
 
 
 if __name__ == "__main__":

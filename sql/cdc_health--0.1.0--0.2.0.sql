@@ -256,3 +256,7 @@ GRANT SELECT ON cdc_health.slot_history, cdc_health.history_slots, cdc_health.hi
     cdc_health.history_rollups TO pg_monitor;
 REVOKE ALL ON FUNCTION cdc_health.history(text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.history(text, timestamptz) TO pg_monitor;
+
+-- The hold-down looks for alerts resolved in the last minutes every pass: without this it
+-- would read every alert ever resolved.
+CREATE INDEX alerts_resolved ON cdc_health.alerts (resolved_at) WHERE resolved_at IS NOT NULL;

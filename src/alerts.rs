@@ -58,9 +58,9 @@ fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAler
     let rows = client.select(
         &format!(
             "SELECT id, subject, finding, severity,
-                    extract(epoch FROM raised_at)::pg_catalog.float8,
-                    extract(epoch FROM last_notified_at)::pg_catalog.float8,
-                    extract(epoch FROM clear_since)::pg_catalog.float8
+                    pg_catalog.date_part('epoch', raised_at),
+                    pg_catalog.date_part('epoch', last_notified_at),
+                    pg_catalog.date_part('epoch', clear_since)
              FROM cdc_health.alerts WHERE resolved_at IS NULL AND {}",
             scope.condition(1)
         ),
@@ -93,7 +93,7 @@ fn load_recently_resolved(
     let [a, b] = scope.args();
     let rows = client.select(
         &format!(
-            "SELECT id, subject, finding, extract(epoch FROM resolved_at)::pg_catalog.float8
+            "SELECT id, subject, finding, pg_catalog.date_part('epoch', resolved_at)
              FROM cdc_health.alerts
              WHERE resolved_at OPERATOR(pg_catalog.>=)
                    (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1))
@@ -132,13 +132,20 @@ pub(crate) fn now_text() -> SpiResult<String> {
     .unwrap_or_default())
 }
 
+/// The remediation and detail of a finding on a subject, built only for the few actions that
+/// write or send them: a pass at thousands of alerting slots would otherwise build (and drop)
+/// every slot's detail each time, although nearly every open alert is left as it is.
+pub type Content<'a> = &'a dyn Fn(&str, &Finding) -> (Option<String>, Value);
+
 /// Computes and applies a slot pass's transitions (all `slot:` alerts); returns the events sent.
-pub fn apply(observed: &[Observed], now: f64) -> SpiResult<Vec<Applied>> {
+/// `observed` carries no remediation or detail: `content` gives them where an action needs them.
+pub fn apply(observed: &[Observed], now: f64, content: Content<'_>) -> SpiResult<Vec<Applied>> {
     apply_scoped(
         Scope::Prefix("slot:"),
         observed,
         now,
         settings::alert_policy(),
+        Some(content),
     )
 }
 
@@ -157,7 +164,7 @@ pub fn apply_subject(
     now: f64,
     policy: AlertPolicy,
 ) -> SpiResult<Vec<Applied>> {
-    apply_scoped(Scope::Subject(subject), observed, now, policy)
+    apply_scoped(Scope::Subject(subject), observed, now, policy, None)
 }
 
 fn apply_scoped(
@@ -165,12 +172,17 @@ fn apply_scoped(
     observed: &[Observed],
     now: f64,
     policy: AlertPolicy,
+    content: Option<Content<'_>>,
 ) -> SpiResult<Vec<Applied>> {
     let actions = Spi::connect(|client| {
         let mut open = load_open(client, scope)?;
         crate::shmem::reminder_clocks(&mut open);
         let resolved = load_recently_resolved(client, scope, policy.holddown_secs)?;
-        Ok::<_, pgrx::spi::Error>(transitions(&open, &resolved, observed, now, &policy))
+        let mut actions = transitions(&open, &resolved, observed, now, &policy);
+        if let Some(content) = content {
+            complete(&mut actions, &open, &resolved, content);
+        }
+        Ok::<_, pgrx::spi::Error>(actions)
     })?;
     if actions.is_empty() {
         return Ok(Vec::new());
@@ -185,6 +197,37 @@ fn apply_scoped(
         }
     }
     Ok(applied)
+}
+
+/// Fills in the content of the actions that write or send it. Those that name an alert by id
+/// take its subject from the open or recently resolved row they came from.
+fn complete(
+    actions: &mut [Action],
+    open: &[OpenAlert],
+    resolved: &[ResolvedAlert],
+    content: Content<'_>,
+) {
+    let mut subjects: Option<std::collections::HashMap<i64, &str>> = None;
+    for action in actions {
+        let Some(c) = action.content_mut() else {
+            continue;
+        };
+        let subject = match (c.subject, c.id) {
+            (Some(subject), _) => Some(subject),
+            (None, Some(id)) => subjects
+                .get_or_insert_with(|| {
+                    let open = open.iter().map(|a| (a.id, a.subject.as_str()));
+                    let resolved = resolved.iter().map(|r| (r.id, r.subject.as_str()));
+                    open.chain(resolved).collect()
+                })
+                .get(&id)
+                .copied(),
+            (None, None) => None,
+        };
+        if let Some(subject) = subject {
+            (*c.remediation, *c.detail) = content(subject, c.finding);
+        }
+    }
 }
 
 /// Resolves every open alert of `subject` now (its check or sink was removed), announced and

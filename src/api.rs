@@ -115,6 +115,7 @@ fn cdc_health() -> TableIterator<
             let history = view.history.as_ref();
             let forecast = history.map(|h| h.forecast);
             let eta_to_lost = view.eta_to_lost(&server);
+            let remediation = view.verdict.remediation(&view.slot);
             (
                 view.slot.slot_name,
                 view.slot.slot_type.as_str().to_string(),
@@ -137,7 +138,7 @@ fn cdc_health() -> TableIterator<
                     .and_then(timestamptz),
                 forecast.and_then(|f| f.growth_bytes_per_sec),
                 eta_to_lost.map(Interval::from_seconds),
-                view.verdict.remediation,
+                remediation,
                 Jsonb(detail),
             )
         })

@@ -85,6 +85,9 @@ CREATE TABLE cdc_health.alerts (
 );
 CREATE UNIQUE INDEX alerts_one_open ON cdc_health.alerts (subject, finding)
     WHERE resolved_at IS NULL;
+-- The hold-down looks for alerts resolved in the last minutes every pass: without this it
+-- would read every alert ever resolved.
+CREATE INDEX alerts_resolved ON cdc_health.alerts (resolved_at) WHERE resolved_at IS NOT NULL;
 COMMENT ON TABLE cdc_health.alerts IS 'Alerts raised, escalated and resolved by cdc_health';
 
 -- Written by the worker when cdc_health.heartbeat_interval > 0; add it to a publication so

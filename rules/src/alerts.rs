@@ -147,6 +147,56 @@ pub enum Action {
     },
 }
 
+/// The content an event action writes and sends, open to be filled in after `transitions`.
+pub struct ContentMut<'a> {
+    /// The subject, given by a raise; the others name their alert by `id`.
+    pub subject: Option<&'a str>,
+    pub id: Option<i64>,
+    pub finding: &'a Finding,
+    pub remediation: &'a mut Option<String>,
+    pub detail: &'a mut Value,
+}
+
+impl Action {
+    /// The content of a raise, reopening, escalation or reminder; `None` for the others.
+    pub fn content_mut(&mut self) -> Option<ContentMut<'_>> {
+        let (subject, id, finding, remediation, detail) = match self {
+            Action::Raise {
+                subject,
+                finding,
+                remediation,
+                detail,
+            } => (Some(subject.as_str()), None, finding, remediation, detail),
+            Action::Reopen {
+                id,
+                finding,
+                remediation,
+                detail,
+            }
+            | Action::Escalate {
+                id,
+                finding,
+                remediation,
+                detail,
+            }
+            | Action::Remind {
+                id,
+                finding,
+                remediation,
+                detail,
+            } => (None, Some(*id), finding, remediation, detail),
+            _ => return None,
+        };
+        Some(ContentMut {
+            subject,
+            id,
+            finding,
+            remediation,
+            detail,
+        })
+    }
+}
+
 type Pair<'a> = (&'a str, FindingCode);
 
 /// The actions that bring the alert table in line with `observed` at `now`.
@@ -501,6 +551,47 @@ mod tests {
             remediation: Some("fix it".to_string()),
             detail: json!({ "subject": subject }),
         }
+    }
+
+    #[test]
+    fn content_is_open_on_the_actions_that_write_it() {
+        let open = [
+            alert(1, "slot:a", FindingCode::Inactive, Severity::Warning),
+            alert(2, "slot:b", FindingCode::Inactive, Severity::Warning),
+            alert(3, "slot:c", FindingCode::Inactive, Severity::Warning),
+        ];
+        let mut observed = vec![
+            obs("slot:a", FindingCode::Inactive, Severity::Critical),
+            obs("slot:b", FindingCode::Inactive, Severity::Warning),
+            obs("slot:d", FindingCode::Lost, Severity::Critical),
+        ];
+        for o in &mut observed {
+            (o.remediation, o.detail) = (None, Value::Null);
+        }
+        let mut actions = transitions(&open, &[], &observed, 10.0, &POLICY);
+        let mut named = Vec::new();
+        for action in &mut actions {
+            if let Some(c) = action.content_mut() {
+                named.push((c.subject.map(String::from), c.id, c.finding.code));
+                *c.detail = json!({ "filled": true });
+            }
+        }
+        // Escalated a, raised d; b unchanged and c clearing write no content.
+        assert_eq!(
+            named,
+            [
+                (None, Some(1), FindingCode::Inactive),
+                (Some("slot:d".into()), None, FindingCode::Lost),
+            ]
+        );
+        let filled = |a: &Action| match a {
+            Action::Escalate { detail, .. } | Action::Raise { detail, .. } => Some(detail.clone()),
+            _ => None,
+        };
+        assert!(actions
+            .iter()
+            .filter_map(filled)
+            .all(|d| d == json!({ "filled": true })));
     }
 
     fn alert(id: i64, subject: &str, code: FindingCode, severity: Severity) -> OpenAlert {

@@ -52,8 +52,6 @@ pub struct SlotAssessment {
     /// `safe_wal_size` of a slot that holds WAL; `None` otherwise (the server reports a
     /// meaningless figure for a slot that never reserved any).
     pub safe_wal_size: Option<i64>,
-    /// The remedy for the worst finding; `None` when the slot is healthy.
-    pub remediation: Option<String>,
 }
 
 impl SlotAssessment {
@@ -65,16 +63,21 @@ impl SlotAssessment {
         self.findings.iter().find(|f| f.code == code)
     }
 
+    /// The remedy for the worst finding; `None` when the slot is healthy. Built on demand:
+    /// the worker assesses every slot each pass and needs a remedy only for what it announces.
+    pub fn remediation(&self, slot: &SlotObservation) -> Option<String> {
+        self.findings.first().map(|f| remedy_for(f, slot))
+    }
+
     /// Adds findings that need history (from the background worker's samples) and re-derives
-    /// the status and remedy.
-    pub fn add_findings(&mut self, extra: Vec<Finding>, slot: &SlotObservation) {
+    /// the status.
+    pub fn add_findings(&mut self, extra: Vec<Finding>) {
         if extra.is_empty() {
             return;
         }
         self.findings.extend(extra);
         sort_findings(&mut self.findings);
         self.status = self.findings[0].severity;
-        self.remediation = Some(remedy_for(&self.findings[0], slot));
     }
 
     /// Facts behind the verdict, for the `detail` jsonb column.
@@ -155,7 +158,6 @@ pub fn assess_slot(
     sort_findings(&mut findings);
 
     let status = findings.first().map_or(Severity::Ok, |f| f.severity);
-    let remediation = findings.first().map(|f| remedy_for(f, slot));
     SlotAssessment {
         slot_name: slot.slot_name.clone(),
         status,
@@ -163,7 +165,6 @@ pub fn assess_slot(
         retained_wal_bytes: retained,
         flush_lag_bytes: flush_lag,
         safe_wal_size,
-        remediation,
     }
 }
 
@@ -321,10 +322,11 @@ mod tests {
 
     #[test]
     fn healthy_active_slot_is_ok_with_no_remedy() {
-        let a = assess(&slot_retaining(10 * MB));
+        let slot = slot_retaining(10 * MB);
+        let a = assess(&slot);
         assert_eq!(a.status, Severity::Ok);
         assert!(a.findings.is_empty());
-        assert_eq!(a.remediation, None);
+        assert_eq!(a.remediation(&slot), None);
         assert_eq!(a.retained_wal_bytes, Some(10 * MB));
         assert_eq!(a.flush_lag_bytes, Some(10 * MB));
     }
@@ -393,7 +395,7 @@ mod tests {
             (a.retained_wal_bytes, a.flush_lag_bytes, a.safe_wal_size),
             (None, None, None)
         );
-        let remedy = a.remediation.unwrap();
+        let remedy = a.remediation(&slot).unwrap();
         assert!(remedy.contains("pg_drop_replication_slot('s')") && remedy.contains("resync"));
     }
 
@@ -422,7 +424,10 @@ mod tests {
         assert_eq!(a.codes(), ["inactive"]);
         assert_eq!(a.status, Severity::Warning);
         assert!(a.findings[0].summary.contains("unknown"));
-        assert!(a.remediation.unwrap().contains("restart the CDC consumer"));
+        assert!(a
+            .remediation(&slot)
+            .unwrap()
+            .contains("restart the CDC consumer"));
     }
 
     #[test]
@@ -584,26 +589,23 @@ mod tests {
         slot.active = false;
         let a = assess(&slot);
         assert_eq!(a.codes(), ["unreserved", "inactive", "retained_wal_high"]);
-        assert!(a.remediation.unwrap().contains("next checkpoint"));
+        assert!(a.remediation(&slot).unwrap().contains("next checkpoint"));
     }
 
     #[test]
     fn history_findings_merge_into_status_and_remedy() {
         let slot = slot_retaining(MB);
         let mut a = assess(&slot);
-        a.add_findings(vec![], &slot);
+        a.add_findings(vec![]);
         assert_eq!(a.status, Severity::Ok);
-        a.add_findings(
-            vec![Finding::new(
-                FindingCode::Stalled,
-                Severity::Critical,
-                "stuck",
-            )],
-            &slot,
-        );
+        a.add_findings(vec![Finding::new(
+            FindingCode::Stalled,
+            Severity::Critical,
+            "stuck",
+        )]);
         assert_eq!((a.status, a.codes()), (Severity::Critical, vec!["stalled"]));
         assert!(a
-            .remediation
+            .remediation(&slot)
             .unwrap()
             .contains("connected but has not confirmed"));
     }
@@ -617,7 +619,6 @@ mod tests {
             retained_wal_bytes: retained,
             flush_lag_bytes: None,
             safe_wal_size: None,
-            remediation: None,
         };
         let mut rows = [
             mk("b", Severity::Ok, Some(5)),
