@@ -347,62 +347,42 @@ fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(E
              notifications = notifications OPERATOR(pg_catalog.+) 1
          WHERE id OPERATOR(pg_catalog.=) $1 {RETURNING}"
     );
-    let refresh_event = match &action {
-        Action::Reopen { .. } => Some(Event::Raised),
+    let mut action = action;
+    let event = match &action {
+        Action::Raise { .. } | Action::Reopen { .. } => Some(Event::Raised),
         Action::Escalate { .. } => Some(Event::Escalated),
         Action::Remind { .. } => Some(Event::Reminder),
         _ => None,
     };
+    if let (Some(event), Some(c)) = (event, action.content_mut()) {
+        let remediation = c.remediation.take();
+        let row = match (c.subject, c.id) {
+            (Some(subject), _) => {
+                let lead = vec![subject.to_string().into(), c.finding.code.as_str().into()];
+                let args = content(lead, c.finding, remediation, c.detail);
+                let sql = format!(
+                    "INSERT INTO cdc_health.alerts (subject, finding, severity, summary,
+                         remediation, detail, raised_at, updated_at, last_notified_at)
+                     VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb, pg_catalog.now(),
+                             pg_catalog.now(), pg_catalog.now()) {RETURNING}"
+                );
+                returning(&sql, args)?
+            }
+            (None, Some(id)) => {
+                let args = content(vec![id.into()], c.finding, remediation, c.detail);
+                if event == Event::Reminder
+                    && crate::shmem::remember_reminder(id, now, stale_before)
+                {
+                    reminded(args)?
+                } else {
+                    returning(&refresh, args)?
+                }
+            }
+            (None, None) => None,
+        };
+        return Ok(row.map(|r| (event, r)));
+    }
     let (event, row) = match action {
-        Action::Raise {
-            subject,
-            finding,
-            remediation,
-            detail,
-        } => {
-            let lead = vec![subject.into(), finding.code.as_str().into()];
-            let args = content(lead, &finding, remediation, &detail);
-            let sql = format!(
-                "INSERT INTO cdc_health.alerts (subject, finding, severity, summary, remediation,
-                     detail, raised_at, updated_at, last_notified_at)
-                 VALUES ($1, $2, $3, $4, $5, $6::pg_catalog.jsonb, pg_catalog.now(),
-                         pg_catalog.now(), pg_catalog.now()) {RETURNING}"
-            );
-            (Event::Raised, returning(&sql, args)?)
-        }
-        Action::Remind {
-            id,
-            finding,
-            remediation,
-            detail,
-        } if crate::shmem::remember_reminder(id, now, stale_before) => {
-            let args = content(vec![id.into()], &finding, remediation, &detail);
-            (Event::Reminder, reminded(args)?)
-        }
-        Action::Reopen {
-            id,
-            finding,
-            remediation,
-            detail,
-        }
-        | Action::Escalate {
-            id,
-            finding,
-            remediation,
-            detail,
-        }
-        | Action::Remind {
-            id,
-            finding,
-            remediation,
-            detail,
-        } => {
-            let args = content(vec![id.into()], &finding, remediation, &detail);
-            (
-                refresh_event.expect("a refresh action"),
-                returning(&refresh, args)?,
-            )
-        }
         Action::Resolve { id, .. } => {
             let sql = format!(
                 "UPDATE cdc_health.alerts SET resolved_at = pg_catalog.now(),
@@ -431,6 +411,11 @@ fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(E
             )?;
             return Ok(None);
         }
+        // Handled above, with their content.
+        Action::Raise { .. }
+        | Action::Reopen { .. }
+        | Action::Escalate { .. }
+        | Action::Remind { .. } => return Ok(None),
     };
     Ok(row.map(|r| (event, r)))
 }
