@@ -5,7 +5,7 @@
 
 use cdc_health_rules::alerts::{
     payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,
-    ResolvedAlert,
+    ResolvedAlert, Target,
 };
 use cdc_health_rules::delivery::Transition;
 use cdc_health_rules::disclosure::{public_detail, public_summary, text_is_private};
@@ -212,9 +212,9 @@ fn complete(
         let Some(c) = action.content_mut() else {
             continue;
         };
-        let subject = match (c.subject, c.id) {
-            (Some(subject), _) => Some(subject),
-            (None, Some(id)) => subjects
+        let subject = match c.target {
+            Target::Subject(subject) => Some(subject),
+            Target::Alert(id) => subjects
                 .get_or_insert_with(|| {
                     let open = open.iter().map(|a| (a.id, a.subject.as_str()));
                     let resolved = resolved.iter().map(|r| (r.id, r.subject.as_str()));
@@ -222,7 +222,6 @@ fn complete(
                 })
                 .get(&id)
                 .copied(),
-            (None, None) => None,
         };
         if let Some(subject) = subject {
             (*c.remediation, *c.detail) = content(subject, c.finding);
@@ -356,8 +355,8 @@ fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(E
     };
     if let (Some(event), Some(c)) = (event, action.content_mut()) {
         let remediation = c.remediation.take();
-        let row = match (c.subject, c.id) {
-            (Some(subject), _) => {
+        let row = match c.target {
+            Target::Subject(subject) => {
                 let lead = vec![subject.to_string().into(), c.finding.code.as_str().into()];
                 let args = content(lead, c.finding, remediation, c.detail);
                 let sql = format!(
@@ -368,7 +367,7 @@ fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(E
                 );
                 returning(&sql, args)?
             }
-            (None, Some(id)) => {
+            Target::Alert(id) => {
                 let args = content(vec![id.into()], c.finding, remediation, c.detail);
                 if event == Event::Reminder
                     && crate::shmem::remember_reminder(id, now, stale_before)
@@ -378,7 +377,6 @@ fn apply_one(action: Action, now: f64, stale_before: f64) -> SpiResult<Option<(E
                     returning(&refresh, args)?
                 }
             }
-            (None, None) => None,
         };
         return Ok(row.map(|r| (event, r)));
     }

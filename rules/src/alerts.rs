@@ -147,11 +147,18 @@ pub enum Action {
     },
 }
 
+/// What an event action writes to: a new alert on a subject, or an existing alert row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target<'a> {
+    /// A raise: the subject of the new row.
+    Subject(&'a str),
+    /// A reopening, escalation or reminder: the alert's id.
+    Alert(i64),
+}
+
 /// The content an event action writes and sends, open to be filled in after `transitions`.
 pub struct ContentMut<'a> {
-    /// The subject, given by a raise; the others name their alert by `id`.
-    pub subject: Option<&'a str>,
-    pub id: Option<i64>,
+    pub target: Target<'a>,
     pub finding: &'a Finding,
     pub remediation: &'a mut Option<String>,
     pub detail: &'a mut Value,
@@ -160,13 +167,13 @@ pub struct ContentMut<'a> {
 impl Action {
     /// The content of a raise, reopening, escalation or reminder; `None` for the others.
     pub fn content_mut(&mut self) -> Option<ContentMut<'_>> {
-        let (subject, id, finding, remediation, detail) = match self {
+        let (target, finding, remediation, detail) = match self {
             Action::Raise {
                 subject,
                 finding,
                 remediation,
                 detail,
-            } => (Some(subject.as_str()), None, finding, remediation, detail),
+            } => (Target::Subject(subject), finding, remediation, detail),
             Action::Reopen {
                 id,
                 finding,
@@ -184,12 +191,11 @@ impl Action {
                 finding,
                 remediation,
                 detail,
-            } => (None, Some(*id), finding, remediation, detail),
+            } => (Target::Alert(*id), finding, remediation, detail),
             _ => return None,
         };
         Some(ContentMut {
-            subject,
-            id,
+            target,
             finding,
             remediation,
             detail,
@@ -572,7 +578,11 @@ mod tests {
         let mut named = Vec::new();
         for action in &mut actions {
             if let Some(c) = action.content_mut() {
-                named.push((c.subject.map(String::from), c.id, c.finding.code));
+                let target = match c.target {
+                    Target::Subject(subject) => (Some(subject.to_string()), None),
+                    Target::Alert(id) => (None, Some(id)),
+                };
+                named.push((target, c.finding.code));
                 *c.detail = json!({ "filled": true });
             }
         }
@@ -580,8 +590,8 @@ mod tests {
         assert_eq!(
             named,
             [
-                (None, Some(1), FindingCode::Inactive),
-                (Some("slot:d".into()), None, FindingCode::Lost),
+                ((None, Some(1)), FindingCode::Inactive),
+                ((Some("slot:d".into()), None), FindingCode::Lost),
             ]
         );
         let filled = |a: &Action| match a {
