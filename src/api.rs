@@ -286,7 +286,7 @@ mod cdc_health {
                     timestamptz(now - c.waiting_secs),
                     Interval::from_seconds(c.waiting_secs),
                     blocking,
-                    Jsonb(serde_json::to_value(&c.blockers).unwrap_or_default()),
+                    Jsonb::from(serde_json::to_value(&c.blockers).unwrap_or_default()),
                     i32::try_from(snapshots).unwrap_or(i32::MAX),
                     lsn.map(cdc_health_rules::lsn::format_lsn),
                     note.map(String::from),

@@ -14,6 +14,7 @@ use cdc_health_rules::failover::{
 };
 use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
 use cdc_health_rules::idle_timeout::{self, idle_timeout_finding};
+use cdc_health_rules::json::Json;
 use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::transactions::{
     blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
@@ -279,11 +280,11 @@ pub fn detail(
     view: &SlotView,
     server: &ServerObservation,
     worker: Option<shmem::WorkerStatus>,
-) -> Value {
+) -> Json {
     let mut detail = view.verdict.detail(&view.slot, server);
     if let Some(c) = &view.creation {
         let (snapshots, lsn) = shmem::nudges_for(c.pid, &c.slot_name);
-        detail["creation"] = json!({
+        let creation = json!({
             "pid": c.pid,
             "backend_type": c.backend_type,
             "waiting_secs": c.waiting_secs,
@@ -291,24 +292,34 @@ pub fn detail(
             "snapshots_logged": snapshots,
             "last_snapshot_lsn": lsn.map(cdc_health_rules::lsn::format_lsn),
         });
+        detail.insert("creation", creation.into());
     }
-    detail["worker"] = match (view.untracked, worker) {
-        (Untracked::NotPreloaded, _) | (_, None) => json!({
-            "running": false,
-            "note": "the background worker is not running: add cdc_health to \
-                     shared_preload_libraries for stalled, growth and forecast findings",
-        }),
-        (untracked, Some(w)) => json!({
-            "running": w.pid != 0,
-            "pid": w.pid,
-            "passes": w.passes,
-            "history": if untracked == Untracked::NoRoom {
-                "not kept: more slots than cdc_health.max_tracked_slots"
-            } else {
-                "kept"
-            },
-        }),
+    let worker = match (view.untracked, worker) {
+        (Untracked::NotPreloaded, _) | (_, None) => Json::object([
+            ("running", false.into()),
+            (
+                "note",
+                "the background worker is not running: add cdc_health to \
+                 shared_preload_libraries for stalled, growth and forecast findings"
+                    .into(),
+            ),
+        ]),
+        (untracked, Some(w)) => Json::object([
+            ("running", (w.pid != 0).into()),
+            ("pid", w.pid.into()),
+            ("passes", w.passes.into()),
+            (
+                "history",
+                if untracked == Untracked::NoRoom {
+                    "not kept: more slots than cdc_health.max_tracked_slots"
+                } else {
+                    "kept"
+                }
+                .into(),
+            ),
+        ]),
     };
+    detail.insert("worker", worker);
     detail
 }
 
@@ -447,7 +458,10 @@ pub fn pass(wait: bool) -> SpiResult<Option<Pass>> {
             .strip_prefix("slot:")
             .and_then(|name| by_name.get(name));
         match view {
-            Some(v) => (Some(remedy_for(f, &v.slot)), detail(v, &server, worker)),
+            Some(v) => (
+                Some(remedy_for(f, &v.slot)),
+                Value::from(detail(v, &server, worker)),
+            ),
             None => (None, Value::Null),
         }
     };

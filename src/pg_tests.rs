@@ -105,24 +105,86 @@ mod tests {
         assert_eq!(grants, (Some(true), Some(false)));
     }
 
-    /// The in-place jsonb builder gives byte for byte what `jsonb_in` makes of the same text.
+    /// The jsonb writer gives byte for byte what `jsonb_in` makes of the same text.
     #[pg_test]
     fn built_jsonb_is_what_jsonb_in_makes() {
-        let value = serde_json::json!({
-            "findings": [{"code": "lost", "severity": "critical"}, {"code": "inactive"}],
-            "a": null, "bb": true, "c": false, "zz": -42, "big": u64::MAX, "ratio": 0.125,
-            "text": "quote \" backslash \\ tab\t é 漢", "": "empty key",
-            "nested": {"deeper": [[1, 2], [], {}], "x": "y"},
-            "same_len_1": 1, "same_len_0": 0,
-        });
+        use cdc_health_rules::json::Json;
         let bytes = |datum: pg_sys::Datum| unsafe {
             let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
             std::slice::from_raw_parts(ptr.cast::<u8>(), pgrx::varlena::varsize_any(ptr)).to_vec()
         };
-        let built = crate::jsonb::Jsonb(value.clone()).into_datum().unwrap();
-        let parsed = pgrx::JsonB(value.clone()).into_datum().unwrap();
-        assert_eq!(bytes(built), bytes(parsed));
-        let back = unsafe { pgrx::JsonB::from_datum(built, false) }.unwrap();
-        assert_eq!(back.0, value);
+        let check = |built: crate::jsonb::Jsonb, value: &serde_json::Value| {
+            let built = built.into_datum().unwrap();
+            let parsed = pgrx::JsonB(value.clone()).into_datum().unwrap();
+            assert_eq!(bytes(built), bytes(parsed), "{value}");
+            let back = unsafe { pgrx::JsonB::from_datum(built, false) }.unwrap();
+            assert_eq!(&back.0, value);
+        };
+        // Containers after odd-length strings (numerics and containers are int-aligned),
+        // more than 32 entries (every 32nd JEntry is an offset), repeated keys, bare scalars.
+        let many: serde_json::Map<String, serde_json::Value> = (0..70)
+            .map(|i| (format!("k{i}"), serde_json::json!([i, "abc", {"n": i}])))
+            .collect();
+        let values = [
+            serde_json::json!({
+                "findings": [{"code": "lost", "severity": "critical"}, {"code": "inactive"}],
+                "a": null, "bb": true, "c": false, "zz": -42, "big": u64::MAX, "ratio": 0.125,
+                "text": "quote \" backslash \\ tab\t é 漢", "": "empty key",
+                "nested": {"deeper": [[1, 2], [], {}], "x": "y"},
+                "same_len_1": 1, "same_len_0": 0,
+            }),
+            serde_json::Value::Object(many),
+            serde_json::json!((0..100)
+                .map(|i| if i % 3 == 0 {
+                    serde_json::json!(i)
+                } else {
+                    serde_json::json!("x".repeat(i))
+                })
+                .collect::<Vec<_>>()),
+            serde_json::json!([
+                0,
+                1,
+                -1,
+                9999,
+                10000,
+                -10000,
+                12345678,
+                100000000,
+                1_000_000_000_001_i64,
+                i64::MAX,
+                i64::MIN,
+                i64::MIN + 1,
+                4_000_000_000u64,
+                1e300
+            ]),
+            serde_json::json!("a bare string"),
+            serde_json::json!(7),
+            serde_json::json!(-0.5),
+            serde_json::json!(null),
+            serde_json::json!(true),
+            serde_json::json!([]),
+            serde_json::json!({}),
+        ];
+        for value in &values {
+            check(crate::jsonb::Jsonb::from(value.clone()), value);
+        }
+        // The tree form, as `detail` builds it, with a repeated key and a nested serde value.
+        let mut tree = Json::object([
+            ("restart_lsn", "0/1A2B3C".into()),
+            ("active_pid", Json::Null),
+            ("xmin_age", 12i64.into()),
+            (
+                "findings",
+                Json::Array(vec![Json::object([("code", "lost".into())])]),
+            ),
+            ("temporary", false.into()),
+        ]);
+        tree.insert("xmin_age", 13i64.into());
+        tree.insert(
+            "creation",
+            serde_json::json!({"blockers": [{"pid": 5}], "w": 0.5}).into(),
+        );
+        let value = serde_json::Value::from(tree.clone());
+        check(crate::jsonb::Jsonb(tree), &value);
     }
 }

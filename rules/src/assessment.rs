@@ -3,9 +3,8 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{json, Value};
-
 use crate::finding::{sort_findings, Finding, FindingCode, Severity};
+use crate::json::Json;
 use crate::lsn::{bytes_between, format_lsn};
 use crate::observation::{ServerObservation, SlotObservation, SlotType, WalStatus};
 use crate::remediation::remedy_for;
@@ -81,29 +80,49 @@ impl SlotAssessment {
     }
 
     /// Facts behind the verdict, for the `detail` jsonb column.
-    pub fn detail(&self, slot: &SlotObservation, server: &ServerObservation) -> Value {
-        let lsn = |l: Option<u64>| l.map(format_lsn);
+    pub fn detail(&self, slot: &SlotObservation, server: &ServerObservation) -> Json {
+        let lsn = |l: Option<u64>| Json::from(l.map(format_lsn));
         // Summaries and remedies are in their own columns; here each finding's severity.
-        let findings: Vec<Value> = self
+        let findings = self
             .findings
             .iter()
-            .map(|f| json!({"code": f.code, "severity": f.severity}))
+            .map(|f| {
+                Json::object([
+                    ("code", f.code.as_str().into()),
+                    ("severity", f.severity.as_str().into()),
+                ])
+            })
             .collect();
-        json!({
-            "findings": findings,
-            "current_lsn": lsn(server.current_lsn),
-            "restart_lsn": lsn(slot.restart_lsn),
-            "confirmed_flush_lsn": lsn(slot.confirmed_flush_lsn),
-            "plugin": slot.plugin,
-            "temporary": slot.temporary,
-            "active_pid": slot.active_pid,
-            "xmin_age": slot.xmin_age,
-            "catalog_xmin_age": slot.catalog_xmin_age,
-            "invalidation_reason": slot.invalidation_reason,
-            "inactive_duration_known": slot.inactive_for_secs.is_some() || slot.active,
-            "in_recovery": server.in_recovery,
-            "decoding": slot.decoding,
-        })
+        let decoding = slot.decoding.map_or(Json::Null, |d| {
+            Json::object([
+                ("spill_txns", d.spill_txns.into()),
+                ("spill_bytes", d.spill_bytes.into()),
+                ("stream_bytes", d.stream_bytes.into()),
+                ("total_txns", d.total_txns.into()),
+                ("total_bytes", d.total_bytes.into()),
+            ])
+        });
+        Json::object([
+            ("findings", Json::Array(findings)),
+            ("current_lsn", lsn(server.current_lsn)),
+            ("restart_lsn", lsn(slot.restart_lsn)),
+            ("confirmed_flush_lsn", lsn(slot.confirmed_flush_lsn)),
+            ("plugin", slot.plugin.as_deref().into()),
+            ("temporary", slot.temporary.into()),
+            ("active_pid", slot.active_pid.into()),
+            ("xmin_age", slot.xmin_age.into()),
+            ("catalog_xmin_age", slot.catalog_xmin_age.into()),
+            (
+                "invalidation_reason",
+                slot.invalidation_reason.as_deref().into(),
+            ),
+            (
+                "inactive_duration_known",
+                (slot.inactive_for_secs.is_some() || slot.active).into(),
+            ),
+            ("in_recovery", server.in_recovery.into()),
+            ("decoding", decoding),
+        ])
     }
 }
 
@@ -638,11 +657,53 @@ mod tests {
         let mut slot = slot_retaining(3 * GB);
         slot.active = false;
         let a = assess(&slot);
-        let d = a.detail(&slot, &server());
+        let d = serde_json::Value::from(a.detail(&slot, &server()));
         assert_eq!(d["current_lsn"], "19/0");
         assert_eq!(d["restart_lsn"], "18/40000000");
         assert_eq!(d["findings"][0]["code"], "inactive");
         assert_eq!(d["findings"][0]["severity"], "warning");
         assert_eq!(d["inactive_duration_known"], false);
+    }
+
+    #[test]
+    fn detail_has_every_key_in_its_json_form() {
+        let mut slot = slot_retaining(3 * GB);
+        slot.active = false;
+        slot.active_pid = None;
+        slot.catalog_xmin_age = Some(12);
+        slot.invalidation_reason = Some("wal_removed".into());
+        slot.decoding = Some(crate::observation::DecodingStats {
+            spill_txns: 1,
+            spill_bytes: 2,
+            stream_bytes: 3,
+            total_txns: 4,
+            total_bytes: 5,
+        });
+        let a = assess(&slot);
+        let d = serde_json::Value::from(a.detail(&slot, &server()));
+        let findings: Vec<serde_json::Value> = a
+            .findings
+            .iter()
+            .map(|f| serde_json::json!({"code": f.code, "severity": f.severity}))
+            .collect();
+        assert_eq!(
+            d,
+            serde_json::json!({
+                "findings": findings,
+                "current_lsn": "19/0",
+                "restart_lsn": "18/40000000",
+                "confirmed_flush_lsn": slot.confirmed_flush_lsn.map(format_lsn),
+                "plugin": "pgoutput",
+                "temporary": false,
+                "active_pid": null,
+                "xmin_age": null,
+                "catalog_xmin_age": 12,
+                "invalidation_reason": "wal_removed",
+                "inactive_duration_known": false,
+                "in_recovery": false,
+                "decoding": {"spill_txns": 1, "spill_bytes": 2, "stream_bytes": 3,
+                             "total_txns": 4, "total_bytes": 5},
+            })
+        );
     }
 }

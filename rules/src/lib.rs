@@ -16,6 +16,7 @@ pub mod history;
 pub mod history_pacing;
 pub mod history_rollup;
 pub mod idle_timeout;
+pub mod json;
 pub mod lsn;
 pub mod mirrors;
 pub mod observation;
