@@ -37,25 +37,26 @@ enum Scope<'a> {
 }
 
 impl Scope<'_> {
-    /// A condition on `subject` using parameters `$n` and `$n+1`.
+    /// A condition on `subject` using parameter `$n`. Each scope has its own text (not one
+    /// CASE on a flag) so that its kept plan is as good as one made for the values.
     fn condition(&self, n: usize) -> String {
-        format!(
-            "(CASE WHEN ${} THEN pg_catalog.starts_with(subject, ${n}) \
-             ELSE subject OPERATOR(pg_catalog.=) ${n} END)",
-            n + 1
-        )
+        match self {
+            Self::Prefix(_) => format!("pg_catalog.starts_with(subject, ${n})"),
+            Self::Subject(_) => format!("subject OPERATOR(pg_catalog.=) ${n}"),
+        }
     }
 
-    fn args(&self) -> [DatumWithOid<'_>; 2] {
+    fn arg(&self) -> DatumWithOid<'_> {
         match *self {
-            Self::Prefix(p) => [p.into(), true.into()],
-            Self::Subject(s) => [s.into(), false.into()],
+            Self::Prefix(p) => p.into(),
+            Self::Subject(s) => s.into(),
         }
     }
 }
 
 fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAlert>> {
-    let rows = client.select(
+    let rows = crate::plans::select(
+        client,
         &format!(
             "SELECT id, subject, finding, severity,
                     pg_catalog.date_part('epoch', raised_at),
@@ -64,8 +65,7 @@ fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAler
              FROM cdc_health.alerts WHERE resolved_at IS NULL AND {}",
             scope.condition(1)
         ),
-        None,
-        &scope.args(),
+        &[scope.arg()],
     )?;
     let mut open = Vec::new();
     for row in rows {
@@ -90,8 +90,8 @@ fn load_recently_resolved(
     scope: Scope<'_>,
     holddown: f64,
 ) -> SpiResult<Vec<ResolvedAlert>> {
-    let [a, b] = scope.args();
-    let rows = client.select(
+    let rows = crate::plans::select(
+        client,
         &format!(
             "SELECT id, subject, finding, pg_catalog.date_part('epoch', resolved_at)
              FROM cdc_health.alerts
@@ -100,8 +100,7 @@ fn load_recently_resolved(
                AND {}",
             scope.condition(2)
         ),
-        None,
-        &[holddown.into(), a, b],
+        &[holddown.into(), scope.arg()],
     )?;
     let mut resolved = Vec::new();
     for row in rows {

@@ -52,15 +52,17 @@ pub fn record(server: &ServerObservation, views: &[SlotView], now: f64) -> SpiRe
                 confirmed_flush_lsn: v.slot.confirmed_flush_lsn,
                 retained_bytes: v.verdict.retained_wal_bytes,
             };
-            (v.slot.slot_name.as_str(), mark)
+            let entry = v.history.as_ref().map(|h| h.entry);
+            (v.slot.slot_name.as_str(), entry, mark)
         })
         .collect();
     let due = shmem::history_due(&marks, &pacing);
-    if !due.is_empty() {
-        let rows: Vec<&SlotView> = views
-            .iter()
-            .filter(|v| due.contains(&v.slot.slot_name))
-            .collect();
+    let rows: Vec<&SlotView> = views
+        .iter()
+        .zip(due)
+        .filter_map(|(v, due)| due.then_some(v))
+        .collect();
+    if !rows.is_empty() {
         insert(server, &rows)?;
     }
     maintain(now)

@@ -39,6 +39,8 @@ pub fn now_secs() -> f64 {
 /// What the worker's history adds to one slot.
 #[derive(Debug, Clone)]
 pub struct HistoryView {
+    /// The slot's place in shared memory when it was read (a hint: check the name).
+    pub entry: usize,
     pub findings: Vec<Finding>,
     pub forecast: Forecast,
     pub last_progress_at: Option<f64>,
@@ -83,9 +85,15 @@ impl SlotView {
     }
 }
 
-fn view_of(entry: &shmem::Entry, now: f64, limits: &HistoryLimits, ceiling: i64) -> HistoryView {
+fn view_of(
+    (at, entry): (usize, &shmem::Entry),
+    now: f64,
+    limits: &HistoryLimits,
+    ceiling: i64,
+) -> HistoryView {
     let (findings, forecast) = history_findings(&entry.track, now, ceiling, limits);
     HistoryView {
+        entry: at,
         findings,
         forecast,
         last_progress_at: entry.track.last_progress_at,
@@ -112,27 +120,29 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 .iter()
                 .zip(assigned)
                 .map(|(slot, at)| {
-                    let entry = &mut entries[at?];
+                    let at = at?;
+                    let entry = &mut entries[at];
                     entry
                         .track
                         .record(Sample::observe(slot, server.current_lsn, now));
-                    Some(view_of(entry, now, &hist_limits, ceiling))
+                    Some(view_of((at, entry), now, &hist_limits, ceiling))
                 })
                 .collect()
         })
     } else {
         shmem::read(|entries| {
-            let by_name: HashMap<&str, &shmem::Entry> = entries
+            let by_name: HashMap<&str, (usize, &shmem::Entry)> = entries
                 .iter()
-                .filter(|e| e.in_use)
-                .map(|e| (e.track.name.as_str(), e))
+                .enumerate()
+                .filter(|(_, e)| e.in_use)
+                .map(|(i, e)| (e.track.name.as_str(), (i, e)))
                 .collect();
             slots
                 .iter()
                 .map(|slot| {
                     by_name
                         .get(slot.slot_name.as_str())
-                        .map(|e| view_of(e, now, &hist_limits, ceiling))
+                        .map(|&e| view_of(e, now, &hist_limits, ceiling))
                 })
                 .collect()
         })

@@ -5,7 +5,7 @@
 //! it is requested and attached by hand. One LWLock guards all of it; every critical section
 //! only copies plain data, so nothing in it can raise an error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::mem::{align_of, size_of};
 use std::ptr::{addr_of_mut, null_mut};
 
@@ -112,15 +112,17 @@ impl Entry {
     }
 }
 
-/// Where each slot in use has its entry, by name: built once per call so that looking up n
-/// slots costs n, not n² name comparisons (2,000 slots made that most of a pass).
-fn positions(entries: &[Entry]) -> HashMap<String, usize> {
-    entries
+/// The entry of each named slot in use, in order: a hash of the entries' own names (no copies),
+/// built once per call, so that n slots cost n, not n² name comparisons (2,000 slots made that
+/// most of a pass) nor n allocations.
+fn locate<'n>(entries: &[Entry], names: impl Iterator<Item = &'n str>) -> Vec<Option<usize>> {
+    let at: HashMap<&str, usize> = entries
         .iter()
         .enumerate()
         .filter(|(_, e)| e.in_use)
-        .map(|(i, e)| (e.track.name.as_str().to_string(), i))
-        .collect()
+        .map(|(i, e)| (e.track.name.as_str(), i))
+        .collect();
+    names.map(|name| at.get(name).copied()).collect()
 }
 
 /// Open alerts whose reminder clock is kept here (16 bytes each); beyond it a reminder is
@@ -319,10 +321,14 @@ pub fn write<R>(f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
 /// The entry of each named slot, in order: entries of slots that no longer exist are freed,
 /// a new slot gets a free entry; `None` when none is left.
 pub fn assign(entries: &mut [Entry], names: &[&str]) -> Vec<Option<usize>> {
-    let present: HashSet<&str> = names.iter().copied().collect();
+    let mut found = locate(entries, names.iter().copied());
+    let mut claimed = vec![false; entries.len()];
+    for &i in found.iter().flatten() {
+        claimed[i] = true;
+    }
     let mut free = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
-        if e.in_use && !present.contains(e.track.name.as_str()) {
+        if e.in_use && !claimed[i] {
             e.in_use = false;
         }
         if !e.in_use {
@@ -331,29 +337,25 @@ pub fn assign(entries: &mut [Entry], names: &[&str]) -> Vec<Option<usize>> {
     }
     // Lowest free entries first.
     free.reverse();
-    let mut at = positions(entries);
-    names
-        .iter()
-        .map(|name| {
-            if let Some(&i) = at.get(*name) {
-                return Some(i);
-            }
-            let track = SlotTrack::new(name)?;
-            let i = free.pop()?;
-            entries[i] = Entry::new(true, track);
-            at.insert((*name).to_string(), i);
-            Some(i)
-        })
-        .collect()
+    for (at, name) in found.iter_mut().zip(names) {
+        if at.is_none() {
+            *at = SlotTrack::new(name).and_then(|track| {
+                let i = free.pop()?;
+                entries[i] = Entry::new(true, track);
+                Some(i)
+            });
+        }
+    }
+    found
 }
 
-/// Marks which slots are due a history row now (see `history_pacing::row_due`) and returns
-/// their names. Slots without an entry fall back to a worker-wide timer at `interval_secs`.
-/// Without shared memory every slot is due.
-pub fn history_due(marks: &[(&str, HistoryMark)], pacing: &Pacing) -> Vec<String> {
-    let all = || marks.iter().map(|m| m.0.to_string()).collect();
+/// Marks which slots are due a history row now (see `history_pacing::row_due`): one flag per
+/// mark, in order. A mark names its slot and, as a hint, the entry the pass found it in.
+/// Slots without an entry fall back to a worker-wide timer at `interval_secs`. Without shared
+/// memory every slot is due.
+pub fn history_due(marks: &[(&str, Option<usize>, HistoryMark)], pacing: &Pacing) -> Vec<bool> {
     let Some(_lock) = Locked::acquire(true) else {
-        return all();
+        return vec![true; marks.len()];
     };
     // SAFETY: the lock is held exclusively; HEADER and ENTRIES are valid.
     let (header, entries) = unsafe {
@@ -362,15 +364,27 @@ pub fn history_due(marks: &[(&str, HistoryMark)], pacing: &Pacing) -> Vec<String
             std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity),
         )
     };
-    let now = marks.first().map_or(0.0, |m| m.1.at);
+    let now = marks.first().map_or(0.0, |m| m.2.at);
     let fallback_due = now - header.worker.untracked_history_at >= pacing.interval_secs;
     if fallback_due {
         header.worker.untracked_history_at = now;
     }
-    let at = positions(entries);
-    let mut due = Vec::new();
-    for (name, mark) in marks {
-        let is_due = match at.get(*name).map(|&i| &mut entries[i]) {
+    // The hints hold unless entries were reassigned since (then look every name up).
+    let hinted: Option<Vec<Option<usize>>> = marks
+        .iter()
+        .map(|(name, hint, _)| match hint {
+            Some(i) => entries
+                .get(*i)
+                .filter(|e| e.in_use && e.track.name.as_str() == *name)
+                .map(|_| Some(*i)),
+            None => Some(None),
+        })
+        .collect();
+    let at = hinted.unwrap_or_else(|| locate(entries, marks.iter().map(|m| m.0)));
+    marks
+        .iter()
+        .zip(at)
+        .map(|((_, _, mark), at)| match at.map(|i| &mut entries[i]) {
             Some(e) => {
                 let due = row_due(e.history.as_ref(), mark, pacing);
                 if due {
@@ -379,12 +393,8 @@ pub fn history_due(marks: &[(&str, HistoryMark)], pacing: &Pacing) -> Vec<String
                 due
             }
             None => fallback_due,
-        };
-        if is_due {
-            due.push(name.to_string());
-        }
-    }
-    due
+        })
+        .collect()
 }
 
 /// Counts a standby snapshot logged for the creation of `slot` by `pid`.
