@@ -69,6 +69,9 @@ GROUP BY kind ORDER BY kind
 
 READS = {
     "history": "SELECT * FROM cdc_health.history(%s, now() - interval '1 day')",
+    # What the peer's read returns: a time and the retained WAL per sample.
+    "history_pairs": "SELECT sampled_at, retained_wal_bytes "
+                     "FROM cdc_health.history(%s, now() - interval '1 day')",
     "history_3d": "SELECT * FROM cdc_health.history(%s, now() - interval '3 days')",
     "history_all": "SELECT * FROM cdc_health.history(%s, '-infinity')",
     "sparkline": "SELECT cdc_health.sparkline(%s)",

@@ -463,6 +463,13 @@ def render(r):
           f"{ms(c['history']['median'])} / {ms(c['history']['p95'])} | "
           f"{ms(p['history']['median'])} / {ms(p['history']['p95'])} | "
           f"{faster(c['history']['median'], p['history']['median'])} |")
+        if "history_pairs" in c:
+            b(f"| the same day, only what the peer returns (`SELECT sampled_at, "
+              f"retained_wal_bytes FROM cdc_health.history(...)`), "
+              f"{c['history_pairs_rows_returned']:.0f} rows | "
+              f"{ms(c['history_pairs']['median'])} / {ms(c['history_pairs']['p95'])} | "
+              f"{ms(p['history']['median'])} / {ms(p['history']['p95'])} | "
+              f"{faster(c['history_pairs']['median'], p['history']['median'])} |")
         for key, what in (("history_3d", "last 3 days (full and 15min rows)"),
                           ("history_all", f"all {d['days']} days (every resolution)")):
             if key in c:
@@ -490,9 +497,13 @@ def render(r):
             behind.append(f"History storage: {size(c['total_bytes'])} for {d['days']} days of "
                           f"{d['slots']} slots, {ratio:.1f}× Prometheus' compressed "
                           f"{size(p['total_bytes'])} (target: 3×).")
+        pairs = (f" (the same rows' time and retained WAL alone take "
+                 f"{ms(c['history_pairs']['median'])}, "
+                 f"{c['history_pairs']['median'] / p['history']['median']:.1f}× the peer)"
+                 if "history_pairs" in c else "")
         why = {"history": "and psycopg2 decodes 20 columns per row (a timestamp, three LSNs, "
                           "six texts) where the peer sends a time and a number per sample in "
-                          "JSON: the same rows' time and retained WAL alone take a third of it",
+                          f"JSON{pairs}",
                "sparkline": "which the server reads one by one where the peer reads a "
                             "compressed chunk per series"}
         for key, what in (("history", "`cdc_health.history()`"), ("sparkline", "the sparkline")):

@@ -4,7 +4,8 @@
 # PostgreSQL version in CDC_HEALTH_PG_VERSIONS (default: every supported one, 15 to 18).
 # Everything is built first, one major after another; then the majors' integration suites
 # run side by side (they mostly wait on servers: one uses under a fifth of a core), at most
-# CDC_HEALTH_TEST_JOBS at once (default: all). Extra arguments go to pytest.
+# CDC_HEALTH_TEST_JOBS at once (default: all); then a smoke run of every benchmark. Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -46,16 +47,39 @@ for v in $CDC_HEALTH_PG_VERSIONS; do
     tests "$@" >"$logs/pg$v.log" 2>&1 &
   pids[$v]=$!
 done
+declare -A status=()
+for v in $CDC_HEALTH_PG_VERSIONS; do
+  status[$v]=0
+  wait "${pids[$v]}" || status[$v]=$?
+done
+suites=$(( $(date +%s) - started ))
+
+# Every benchmark once more, with few trials on small clusters, against the builds installed
+# above: a benchmark that no longer runs fails the tests. Its figures are not representative
+# and it writes nothing into the checkout (scripts/bench.sh regenerates BENCHMARKS.md).
+smoke=0
+if [[ " $CDC_HEALTH_PG_VERSIONS " == *" 15 "* && " $CDC_HEALTH_PG_VERSIONS " == *" 17 "* ]]; then
+  step "benchmark smoke run (bench/run.py, metrics_endpoint.py and delivery.py with --quick)"
+  smoke_started=$(date +%s)
+  /usr/bin/python3 bench/run.py --quick || smoke=$?
+  /usr/bin/python3 bench/metrics_endpoint.py --quick >"$logs/bench-metrics.log" || smoke=$?
+  /usr/bin/python3 bench/delivery.py --quick >"$logs/bench-delivery.log" || smoke=$?
+  echo "benchmark smoke run: $(( $(date +%s) - smoke_started )) s (exit $smoke)"
+fi
+
 failed=()
 for v in $CDC_HEALTH_PG_VERSIONS; do
-  status=0
-  wait "${pids[$v]}" || status=$?
-  step "PostgreSQL $v: integration tests (exit $status)"
+  step "PostgreSQL $v: integration tests (exit ${status[$v]})"
   cat "$logs/pg$v.log"
-  (( status == 0 )) || failed+=("$v")
+  (( status[$v] == 0 )) || failed+=("$v")
 done
-echo "integration tests of all majors: $(( $(date +%s) - started )) s"
+echo "integration tests of all majors: $suites s"
+if (( smoke != 0 )); then
+  echo "FAILED: the benchmark smoke run (exit $smoke)" >&2
+fi
 if (( ${#failed[@]} )); then
   echo "FAILED on PostgreSQL ${failed[*]}" >&2
+fi
+if (( smoke != 0 || ${#failed[@]} )); then
   exit 1
 fi
