@@ -113,7 +113,8 @@ class Subject:
             self.pg.sql("VACUUM ANALYZE")
             self.pg.sql("VACUUM")
             # That VACUUM moved every slot's figures by a little WAL; where it crossed 1 MB a
-            # row is due a history_interval after the slot's last one: let those come now.
+            # row is due a history_interval (60 s) after the slot's last one, and the first
+            # pass after that (up to an interval, 10 s, later) writes it: let those come now.
             time.sleep(self.settle_wait)
         if self.monitor == "exporter":
             self.pg.sql("SELECT pg_stat_statements_reset()")
@@ -246,7 +247,7 @@ class Subject:
 
 
 def measure(pg_config, counts, intervals, window, windows, autovacuum_wait=70.0,
-            settle_wait=65.0):
+            settle_wait=80.0):
     """`autovacuum_wait`: how long each forced round is followed, so that the autovacuum run
     its writes call for (autovacuum_naptime is 1 min) is counted with it. `settle_wait`: how
     long the clusters idle before the window (history rows due after the setup)."""
@@ -314,7 +315,7 @@ def main():
     parser.add_argument("--window", type=float, default=150)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--autovacuum-wait", type=float, default=70.0)
-    parser.add_argument("--settle-wait", type=float, default=65.0)
+    parser.add_argument("--settle-wait", type=float, default=80.0)
     args = parser.parse_args()
     r = measure(args.pg_config, args.slots, args.intervals, args.window, args.windows,
                 args.autovacuum_wait, args.settle_wait)

@@ -38,7 +38,7 @@ import slot_creation
 FULL = {
     "detection": {"intervals": ["1s", "10s"], "trials": 20, "spread": 40.0, "parallel": False},
     "overhead": {"slots": [10, 100, 500], "intervals": ["1s", "10s"], "window": 150.0,
-                 "windows": 5, "autovacuum_wait": 70.0, "settle_wait": 65.0},
+                 "windows": 5, "autovacuum_wait": 70.0, "settle_wait": 80.0},
     "function_latency": {"slots": [10, 100, 500, 1000], "repeat": 200},
     "history": {"days": 14, "slots": 100, "repeat": 30},
     "scale": {"slots": [10, 100, 500, 1000, 2000], "window": 30.0, "repeat": 100},
