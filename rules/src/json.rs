@@ -37,18 +37,6 @@ impl Json {
             None => entries.push((key, value)),
         }
     }
-
-    /// The value of `key` in an object built here (not inside a `Json::Value`).
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Object(entries) => entries
-                .iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
 }
 
 impl From<bool> for Json {
@@ -170,8 +158,6 @@ mod tests {
             tree,
             Json::Object(vec![("a", Json::Int(1)), ("b", Json::Int(4))])
         );
-        assert_eq!(tree.get("b"), Some(&Json::Int(4)));
-        assert_eq!(tree.get("c"), None);
     }
 
     #[test]
