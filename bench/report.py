@@ -428,10 +428,12 @@ def render(r):
           "text is computed on demand; the alert queries are planned once per process (they "
           "were parsed and planned every pass); a slot's history row finds its shared-memory "
           "entry from the pass instead of by name, and entries are assigned without copying "
-          "every tracked name. Keeping the open alerts in the worker between passes would save "
-          "most of the SPI quarter, but a change made to `cdc_health.alerts` by anyone else "
-          "(an owner's UPDATE, `check_now()`) must then reach the worker before its next pass, "
-          "or it acts on alerts that no longer exist: not done.")
+          "every tracked name. The open alerts are kept in the worker between passes and read "
+          "again only after a committed change to `cdc_health.alerts` (counted by a trigger, so an "
+          "owner's UPDATE or `check_now()` reaches the next pass) or a minute later; the growth fit "
+          "reads a compact ring of (time, retained WAL) points instead of striding through the "
+          "samples, where it waited on memory for every slot; the worker keeps its freed heap "
+          "instead of faulting it in again every pass.")
         b("")
 
     # 4. History reads ---------------------------------------------------------------------

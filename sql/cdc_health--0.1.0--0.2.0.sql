@@ -260,3 +260,20 @@ GRANT EXECUTE ON FUNCTION cdc_health.history(text, timestamptz) TO pg_monitor;
 -- The hold-down looks for alerts resolved in the last minutes every pass: without this it
 -- would read every alert ever resolved.
 CREATE INDEX alerts_resolved ON cdc_health.alerts (resolved_at) WHERE resolved_at IS NOT NULL;
+
+-- The slot pass keeps the open alerts between passes; this counts committed changes.
+CREATE FUNCTION cdc_health."alerts_changed"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'alerts_changed_wrapper';
+CREATE TRIGGER alerts_changed
+    BEFORE INSERT OR UPDATE OR DELETE ON cdc_health.alerts
+    FOR EACH ROW EXECUTE FUNCTION cdc_health.alerts_changed();
+CREATE TRIGGER alerts_truncated
+    BEFORE TRUNCATE ON cdc_health.alerts
+    FOR EACH STATEMENT EXECUTE FUNCTION cdc_health.alerts_changed();
+ALTER TABLE cdc_health.alerts ENABLE ALWAYS TRIGGER alerts_changed;
+ALTER TABLE cdc_health.alerts ENABLE ALWAYS TRIGGER alerts_truncated;
+REVOKE ALL ON FUNCTION cdc_health.alerts_changed() FROM PUBLIC;
+COMMENT ON FUNCTION cdc_health.alerts_changed() IS
+  'Trigger: tells the worker that cdc_health.alerts changed (it keeps the open alerts between passes)';

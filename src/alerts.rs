@@ -17,6 +17,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::monitor::Applied;
+use crate::open_alerts::{self, Known};
 use crate::settings;
 
 /// Columns 3 and 4 of an alert row; `None` for values this version does not know.
@@ -173,19 +174,29 @@ fn apply_scoped(
     policy: AlertPolicy,
     content: Option<Content<'_>>,
 ) -> SpiResult<Vec<Applied>> {
-    let actions = Spi::connect(|client| {
-        let mut open = load_open(client, scope)?;
-        crate::shmem::reminder_clocks(&mut open);
-        let resolved = load_recently_resolved(client, scope, policy.holddown_secs)?;
-        let mut actions = transitions(&open, &resolved, observed, now, &policy);
-        if let Some(content) = content {
-            complete(&mut actions, &open, &resolved, content);
-        }
-        Ok::<_, pgrx::spi::Error>(actions)
-    })?;
+    let load = || {
+        Spi::connect(|client| {
+            Ok(Known {
+                open: load_open(client, scope)?,
+                resolved: load_recently_resolved(client, scope, policy.holddown_secs)?,
+            })
+        })
+    };
+    // The slot pass runs every interval and its alerts rarely change: they are kept.
+    let Known { mut open, resolved } = match scope {
+        Scope::Prefix(_) => open_alerts::slot_alerts(now, policy.holddown_secs, load)?,
+        Scope::Subject(_) => load()?,
+    };
+    crate::shmem::reminder_clocks(&mut open);
+    let mut actions = transitions(&open, &resolved, observed, now, &policy);
+    if let Some(content) = content {
+        complete(&mut actions, &open, &resolved, content);
+    }
     if actions.is_empty() {
         return Ok(Vec::new());
     }
+    // The trigger would say so too; the pass does not depend on it for its own writes.
+    open_alerts::forget();
     let time = now_text()?;
     let mut applied = Vec::new();
     // An entry not refreshed for two reminder intervals belongs to an alert no longer open.

@@ -17,6 +17,7 @@ mod jsonb;
 mod metrics;
 mod mirrors;
 mod monitor;
+mod open_alerts;
 mod plans;
 mod redaction;
 mod released;

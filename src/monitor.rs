@@ -41,6 +41,7 @@ pub fn now_secs() -> f64 {
 pub struct HistoryView {
     /// The slot's place in shared memory when it was read (a hint: check the name).
     pub entry: usize,
+    /// The history rules' findings; moved into the verdict when the view is assessed.
     pub findings: Vec<Finding>,
     pub forecast: Forecast,
     pub last_progress_at: Option<f64>,
@@ -217,7 +218,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         .zip(unready)
         .enumerate()
         .map(|(i, (mut slot, unready))| {
-            let (history, untracked) = match &mut histories {
+            let (mut history, untracked) = match &mut histories {
                 None => (None, Untracked::NotPreloaded),
                 Some(h) => match h[i].take() {
                     Some(view) => (Some(view), Untracked::No),
@@ -228,8 +229,9 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 slot.inactive_for_secs = history.as_ref().and_then(|h| h.inactive_for);
             }
             let mut verdict = assess_slot(&slot, &server, &limits);
-            if let Some(h) = &history {
-                verdict.add_findings(h.findings.clone());
+            // Moved, not copied: the view keeps its history only for the figures.
+            if let Some(h) = &mut history {
+                verdict.add_findings(std::mem::take(&mut h.findings));
             }
             let creation = waiting
                 .iter()
@@ -366,7 +368,8 @@ impl Installed {
 
 /// Is the extension created in this database, and at which version?
 pub fn installed() -> SpiResult<Installed> {
-    let version = sampling::read_one::<String>(
+    // Asked before every pass of both workers: planned once per process.
+    let version = crate::plans::read_one::<String>(
         "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
         &[],
     )?;

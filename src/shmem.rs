@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::mem::{align_of, size_of};
 use std::ptr::{addr_of_mut, null_mut};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cdc_health_rules::history::SlotTrack;
 use cdc_health_rules::history_pacing::{row_due, HistoryMark, Pacing};
@@ -139,6 +140,9 @@ struct Header {
     reminders: Clock<MAX_REMINDED>,
     /// When this area was created: the server start (or its last crash restart).
     created_at: f64,
+    /// Bumped by every committed change to `cdc_health.alerts` (see `open_alerts`); read
+    /// without the lock.
+    alerts_changes: AtomicU64,
 }
 
 static mut HEADER: *mut Header = null_mut();
@@ -215,6 +219,7 @@ unsafe extern "C-unwind" fn on_startup() {
             probe: ProbeWatch::default(),
             reminders: Clock::new(),
             created_at: crate::monitor::now_secs(),
+            alerts_changes: AtomicU64::new(0),
         });
         for i in 0..capacity {
             entries.add(i).write(Entry::new(
@@ -285,6 +290,22 @@ pub fn remember_reminder(id: i64, now: f64, stale_before: f64) -> bool {
     };
     // SAFETY: the lock is held exclusively and HEADER is valid.
     unsafe { (*HEADER).reminders.remember(id, now, stale_before) }
+}
+
+/// How many committed transactions changed `cdc_health.alerts` since the server started;
+/// `None` without shared memory.
+pub fn alerts_changes() -> Option<u64> {
+    // SAFETY: HEADER is either null (not preloaded) or points at the initialised area.
+    let header = unsafe { HEADER.as_ref()? };
+    Some(header.alerts_changes.load(Ordering::SeqCst))
+}
+
+/// Counts a committed change to `cdc_health.alerts`. Lock-free: it runs in a commit callback.
+pub fn note_alerts_changed() {
+    // SAFETY: as above.
+    if let Some(header) = unsafe { HEADER.as_ref() } {
+        header.alerts_changes.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 pub fn worker_status() -> Option<WorkerStatus> {

@@ -321,6 +321,47 @@ def test_drop_and_recreate_extension_while_worker_runs(pg):
     assert "terminated by signal" not in pg.log_tail(200)
 
 
+def test_the_worker_sees_every_committed_change_to_its_alerts(pg):
+    """The worker keeps the open alerts between passes (reading them again after a minute at
+    most): a change someone else commits must reach it well before that, and one not yet
+    committed must not be taken for the table's state."""
+    pg.create_logical_slot("kept")
+    first = wait_for(lambda: open_alerts(pg, "slot:kept"), what="inactive alert")[0][0]
+    passes_after(pg, 3)  # the copy is read and used
+
+    def reraised(after):
+        rows = open_alerts(pg, "slot:kept")
+        return rows and rows[0][0] > after and rows[0][0]
+
+    # Deleted by the owner, in a transaction left open over several passes.
+    owner = pg.connect(autocommit=False)
+    with owner.cursor() as cur:
+        cur.execute("DELETE FROM cdc_health.alerts WHERE id = %s", (first,))
+    passes_after(pg, 3)
+    assert open_alerts(pg, "slot:kept")[0][0] == first, "uncommitted: the row is still open"
+    owner.commit()
+    second = wait_for(lambda: reraised(first), timeout=15, what="alert raised again after DELETE")
+    passes_after(pg, 3)
+
+    # Resolved by hand under session_replication_role = replica (ordinary triggers off).
+    with owner.cursor() as cur:
+        cur.execute("SET session_replication_role = replica")
+        cur.execute("UPDATE cdc_health.alerts SET resolved_at = now() - interval '1 hour' "
+                    "WHERE id = %s", (second,))
+    owner.commit()
+    third = wait_for(lambda: reraised(second), timeout=15, what="alert raised again after UPDATE")
+    passes_after(pg, 3)
+
+    # Emptied.
+    with owner.cursor() as cur:
+        cur.execute("TRUNCATE cdc_health.alerts")
+    owner.commit()
+    owner.close()
+    wait_for(lambda: reraised(third), timeout=15, what="alert raised again after TRUNCATE")
+    assert len(open_alerts(pg, "slot:kept")) == 1
+    assert worker(pg)["failed_passes"] == 0
+
+
 def test_idle_server_raises_nothing_and_writes_little_wal(make_cluster):
     # Autovacuum off: its ANALYZE of the new tables takes transaction ids of its own, a
     # varying number per run, and this test counts the worker's.
