@@ -5,6 +5,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
 use crate::jsonb::Jsonb;
+use crate::projection::Columns;
 use crate::{monitor, settings, shmem};
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
@@ -73,7 +74,9 @@ impl WorkerRow {
 // pgrx reads the column names from this inline tuple, so it cannot be a type alias.
 #[allow(clippy::type_complexity)]
 #[pg_extern(volatile, parallel_safe)]
-fn cdc_health() -> TableIterator<
+fn cdc_health(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> TableIterator<
     'static,
     (
         name!(slot_name, String),
@@ -82,7 +85,7 @@ fn cdc_health() -> TableIterator<
         name!(active, bool),
         name!(wal_status, Option<String>),
         name!(status, String),
-        name!(findings, Vec<String>),
+        name!(findings, Option<Vec<String>>),
         name!(summary, Option<String>),
         name!(retained_wal_bytes, Option<i64>),
         name!(flush_lag_bytes, Option<i64>),
@@ -93,29 +96,44 @@ fn cdc_health() -> TableIterator<
         name!(growth_bytes_per_sec, Option<f64>),
         name!(eta_to_lost, Option<Interval>),
         name!(remediation, Option<String>),
-        name!(detail, Jsonb),
+        name!(detail, Option<Jsonb>),
     ),
 > {
+    // Columns the query does not read come back NULL, unbuilt.
+    const FINDINGS: usize = 7;
+    const SUMMARY: usize = 8;
+    const REMEDIATION: usize = 17;
+    const DETAIL: usize = 18;
+    let columns = unsafe { Columns::of_call(fcinfo) };
     let (server, views) =
         monitor::observe(false).unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
     let worker = shmem::worker_status();
     let rows: Vec<_> = views
         .into_iter()
         .map(|view| {
-            let detail = monitor::detail(&view, &server, worker);
-            let summary = (!view.verdict.findings.is_empty()).then(|| {
-                let parts: Vec<&str> = view
-                    .verdict
-                    .findings
-                    .iter()
-                    .map(|f| f.summary.as_str())
-                    .collect();
-                parts.join("; ")
-            });
+            let detail = columns
+                .reads(DETAIL)
+                .then(|| Jsonb(monitor::detail(&view, &server, worker)));
+            let summary =
+                (columns.reads(SUMMARY) && !view.verdict.findings.is_empty()).then(|| {
+                    let parts: Vec<&str> = view
+                        .verdict
+                        .findings
+                        .iter()
+                        .map(|f| f.summary.as_str())
+                        .collect();
+                    parts.join("; ")
+                });
             let history = view.history.as_ref();
             let forecast = history.map(|h| h.forecast);
             let eta_to_lost = view.eta_to_lost(&server);
-            let remediation = view.verdict.remediation(&view.slot);
+            let remediation = columns
+                .reads(REMEDIATION)
+                .then(|| view.verdict.remediation(&view.slot))
+                .flatten();
+            let findings = columns
+                .reads(FINDINGS)
+                .then(|| view.verdict.codes().into_iter().map(String::from).collect());
             (
                 view.slot.slot_name,
                 view.slot.slot_type.as_str().to_string(),
@@ -123,7 +141,7 @@ fn cdc_health() -> TableIterator<
                 view.slot.active,
                 view.slot.wal_status.map(|w| w.as_str().to_string()),
                 view.verdict.status.as_str().to_string(),
-                view.verdict.codes().into_iter().map(String::from).collect(),
+                findings,
                 summary,
                 view.verdict.retained_wal_bytes,
                 view.verdict.flush_lag_bytes,
@@ -139,7 +157,7 @@ fn cdc_health() -> TableIterator<
                 forecast.and_then(|f| f.growth_bytes_per_sec),
                 eta_to_lost.map(Interval::from_seconds),
                 remediation,
-                Jsonb(detail),
+                detail,
             )
         })
         .collect();

@@ -19,6 +19,7 @@ mod mirrors;
 mod monitor;
 mod open_alerts;
 mod plans;
+mod projection;
 mod redaction;
 mod released;
 mod role;

@@ -105,6 +105,73 @@ mod tests {
         assert_eq!(grants, (Some(true), Some(false)));
     }
 
+    /// Reports in its last column which of its columns the calling plan reads.
+    #[pg_extern]
+    fn columns_read(
+        fcinfo: pg_sys::FunctionCallInfo,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(a, i32),
+            name!(b, i32),
+            name!(c, i32),
+            name!(seen, String),
+        ),
+    > {
+        let columns = unsafe { crate::projection::Columns::of_call(fcinfo) };
+        let seen: Vec<String> = (1..=4)
+            .filter(|&n| columns.reads(n))
+            .map(|n| n.to_string())
+            .collect();
+        let seen = if columns.reads(100) {
+            "all".into()
+        } else {
+            seen.join(",")
+        };
+        TableIterator::once((1, 2, 3, seen))
+    }
+
+    #[pg_test]
+    fn a_function_in_from_learns_which_columns_the_plan_reads() {
+        let seen = |query: &str| Spi::get_one::<String>(query).unwrap().unwrap();
+        assert_eq!(seen("SELECT seen FROM tests.columns_read()"), "4");
+        assert_eq!(
+            seen("SELECT seen FROM tests.columns_read() WHERE b > 0"),
+            "2,4"
+        );
+        assert_eq!(
+            seen("SELECT a::text || ':' || seen FROM tests.columns_read()"),
+            "1:1,4"
+        );
+        assert_eq!(
+            seen("SELECT seen FROM tests.columns_read() ORDER BY c LIMIT 1"),
+            "3,4"
+        );
+        assert_eq!(
+            seen("SELECT seen FROM (SELECT * FROM tests.columns_read() OFFSET 0) s"),
+            "4"
+        );
+        // A whole-row reference, a call in a target list, several functions in one scan:
+        // every column is built.
+        assert_eq!(
+            seen("SELECT to_jsonb(r)->>'seen' FROM tests.columns_read() r"),
+            "all"
+        );
+        assert_eq!(seen("SELECT (tests.columns_read()).seen"), "all");
+        assert_eq!(
+            seen("SELECT seen FROM ROWS FROM (tests.columns_read(), generate_series(1, 1))"),
+            "all"
+        );
+        // cdc_health() leaves out unread costly columns, and builds those a filter reads.
+        Spi::run("SELECT pg_create_physical_replication_slot('t_cols', true)").unwrap();
+        let in_filter = Spi::get_one::<String>(
+            "SELECT slot_name FROM cdc_health() WHERE detail->>'temporary' = 'false' \
+             AND findings IS NOT NULL AND slot_name = 't_cols'",
+        )
+        .unwrap();
+        assert_eq!(in_filter.as_deref(), Some("t_cols"));
+    }
+
     /// The jsonb writer gives byte for byte what `jsonb_in` makes of the same text.
     #[pg_test]
     fn built_jsonb_is_what_jsonb_in_makes() {

@@ -1,0 +1,120 @@
+//! Which output columns of a set-returning function the running query reads, so that a
+//! function can leave out the costly columns nobody selected (`cdc_health()`'s `detail` is
+//! most of its time).
+//!
+//! A function in FROM runs under a FunctionScan whose target list and quals name the columns
+//! the rest of the plan uses. The executor hands the function its plan expression as
+//! `flinfo->fn_expr`, the very node in the scan's `functions` list, so the scan is found by
+//! pointer. Anything unusual (called in a target list, a whole-row reference, several
+//! functions in one ROWS FROM) answers "every column": leaving a column out is only ever an
+//! optimisation.
+
+use pgrx::pg_sys;
+use pgrx::PgList;
+
+/// The columns a call's plan reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns {
+    /// Bit `n` set: 1-based attribute `n` is read. `None`: all are.
+    read: Option<u128>,
+}
+
+impl Columns {
+    pub const ALL: Columns = Columns { read: None };
+
+    /// Whether the 1-based attribute `attno` may be read.
+    pub fn reads(&self, attno: usize) -> bool {
+        match self.read {
+            None => true,
+            Some(bits) => attno >= 128 || bits & (1u128 << attno) != 0,
+        }
+    }
+
+    /// The columns read by the FunctionScan that runs this call.
+    ///
+    /// # Safety
+    /// `fcinfo` is the running call's, during the call.
+    pub unsafe fn of_call(fcinfo: pg_sys::FunctionCallInfo) -> Columns {
+        unsafe { read_columns(fcinfo) }
+            .map(|read| Columns { read: Some(read) })
+            .unwrap_or(Columns::ALL)
+    }
+}
+
+unsafe fn read_columns(fcinfo: pg_sys::FunctionCallInfo) -> Option<u128> {
+    unsafe {
+        let fcinfo = fcinfo.as_ref()?;
+        let expr = fcinfo.flinfo.as_ref()?.fn_expr;
+        let rsinfo = (fcinfo.resultinfo as *const pg_sys::ReturnSetInfo).as_ref()?;
+        if expr.is_null() || rsinfo.type_ != pg_sys::NodeTag::T_ReturnSetInfo {
+            return None;
+        }
+        let estate = rsinfo.econtext.as_ref()?.ecxt_estate.as_ref()?;
+        let stmt = estate.es_plannedstmt.as_ref()?;
+        let mut plans = vec![stmt.planTree];
+        plans.extend(PgList::<pg_sys::Plan>::from_pg(stmt.subplans).iter_ptr());
+        while let Some(plan) = plans.pop() {
+            let Some(node) = plan.as_ref() else { continue };
+            if node.type_ == pg_sys::NodeTag::T_FunctionScan {
+                let scan = &*(plan as *const pg_sys::FunctionScan);
+                let functions = PgList::<pg_sys::RangeTblFunction>::from_pg(scan.functions);
+                let runs_this_call = functions
+                    .iter_ptr()
+                    .any(|f| f.as_ref().is_some_and(|f| f.funcexpr == expr));
+                if runs_this_call {
+                    return (functions.len() == 1).then(|| referenced(scan)).flatten();
+                }
+            }
+            plans.push(node.lefttree);
+            plans.push(node.righttree);
+            plans.extend(children(plan));
+        }
+        None
+    }
+}
+
+/// The plans a node holds besides its left and right trees.
+unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
+    unsafe {
+        let list = match (*plan).type_ {
+            pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
+            pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
+            pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
+            pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
+            pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+            pg_sys::NodeTag::T_SubqueryScan => {
+                return vec![(*(plan as *mut pg_sys::SubqueryScan)).subplan];
+            }
+            _ => return Vec::new(),
+        };
+        PgList::<pg_sys::Plan>::from_pg(list).iter_ptr().collect()
+    }
+}
+
+/// The attributes of the scan's own relation that its target list and quals use; `None` for a
+/// whole-row reference.
+unsafe fn referenced(scan: &pg_sys::FunctionScan) -> Option<u128> {
+    unsafe {
+        let varno = scan.scan.scanrelid;
+        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos(scan.scan.plan.targetlist.cast(), varno, &mut attnos);
+        pg_sys::pull_varattnos(scan.scan.plan.qual.cast(), varno, &mut attnos);
+        let mut read = 0u128;
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(attnos, member);
+            if member < 0 {
+                break;
+            }
+            let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            match attno {
+                0 => return None,
+                1..=127 => read |= 1u128 << attno,
+                128.. => return None,
+                _ => {}
+            }
+        }
+        pg_sys::bms_free(attnos);
+        Some(read)
+    }
+}
