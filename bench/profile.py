@@ -17,10 +17,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from pgcluster import Cluster, wait_for  # noqa: E402
 
 
-def perf(pid, seconds, out, top, dwarf=False):
+def perf(pid, seconds, out, top, dwarf=False, freq=None):
     data = f"{out}.data"
     # Frame pointers miss Rust frames; DWARF unwinding (from .eh_frame) attributes them.
-    graph = ["--call-graph", "dwarf,32768", "-F", "499"] if dwarf else ["-g", "-F", "999"]
+    freq = str(freq or (499 if dwarf else 999))
+    graph = ["--call-graph", "dwarf,32768", "-F", freq] if dwarf else ["-g", "-F", freq]
     subprocess.run(["perf", "record", "-q", *graph, "-p", str(pid), "-o", data,
                     "--", "sleep", str(seconds)], check=True, stderr=subprocess.DEVNULL)
     for label, extra in (("self", ["--no-children"]), ("inclusive", ["--children"])):
@@ -43,6 +44,9 @@ def main():
     ap.add_argument("--no-function", action="store_true", help="profile the worker only")
     ap.add_argument("--dwarf", action="store_true",
                     help="DWARF call graphs: slower to record, but Rust frames are attributed")
+    ap.add_argument("--freq", type=int,
+                    help="samples per second (default 499 with --dwarf, else 999); a worker "
+                         "pass is a few ms, so profiling it needs several thousand")
     ap.add_argument("--pg-config", default=os.environ.get("PG_CONFIG",
                                                           "/usr/lib/postgresql/15/bin/pg_config"))
     args = ap.parse_args()
@@ -67,7 +71,7 @@ def main():
         worker = pg.one("SELECT pid FROM pg_stat_activity "
                         "WHERE backend_type = 'cdc_health'")
         if not args.no_worker:
-            perf(worker, args.seconds, f"{args.out}-worker", args.top, args.dwarf)
+            perf(worker, args.seconds, f"{args.out}-worker", args.top, args.dwarf, args.freq)
         if args.no_function:
             return
 
@@ -87,7 +91,7 @@ def main():
         t = threading.Thread(target=loop)
         t.start()
         try:
-            perf(backend, args.seconds, f"{args.out}-function", args.top, args.dwarf)
+            perf(backend, args.seconds, f"{args.out}-function", args.top, args.dwarf, args.freq)
         finally:
             stop.set()
             t.join()

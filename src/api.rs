@@ -198,7 +198,7 @@ mod cdc_health {
                 Some("Run it on the primary; the worker keeps assessing slots here."),
             );
         }
-        let applied = monitor::pass(true)
+        let applied = monitor::pass(true, None)
             .unwrap_or_else(|e| error!("cdc_health.check_now(): {e}"))
             .map(|p| p.applied)
             .unwrap_or_default();

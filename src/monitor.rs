@@ -132,19 +132,9 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         })
     } else {
         shmem::read(|entries| {
-            let by_name: HashMap<&str, (usize, &shmem::Entry)> = entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.in_use)
-                .map(|(i, e)| (e.track.name.as_str(), (i, e)))
-                .collect();
-            slots
-                .iter()
-                .map(|slot| {
-                    by_name
-                        .get(slot.slot_name.as_str())
-                        .map(|&e| view_of(e, now, &hist_limits, ceiling))
-                })
+            let at = shmem::locate(entries, slots.iter().map(|s| s.slot_name.as_str()));
+            at.into_iter()
+                .map(|at| at.map(|i| view_of((i, &entries[i]), now, &hist_limits, ceiling)))
                 .collect()
         })
     };
@@ -283,7 +273,10 @@ fn worst_first_order(views: Vec<SlotView>) -> Vec<SlotView> {
     let mut order: Vec<usize> = (0..views.len()).collect();
     order.sort_by(|&a, &b| worst_first(&views[a].verdict, &views[b].verdict));
     let mut taken: Vec<Option<SlotView>> = views.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| taken[i].take()).collect()
+    // Sized up front: collecting from filter_map grew it by doubling, moving every view again.
+    let mut sorted = Vec::with_capacity(order.len());
+    sorted.extend(order.into_iter().filter_map(|i| taken[i].take()));
+    sorted
 }
 
 /// The `detail` of one slot, including what the worker knows or why it knows nothing.
@@ -350,8 +343,8 @@ pub struct Applied {
 pub enum Installed {
     /// Not created here: the workers idle.
     Missing,
-    /// Created at the library's own version.
-    Current,
+    /// Created at the library's own version; the extension's OID (its lock is the passes').
+    Current(pg_sys::Oid),
     /// Created at another version (a new library before `ALTER EXTENSION cdc_health UPDATE`):
     /// the workers idle rather than run statements against objects they were not built for.
     OtherVersion(String),
@@ -362,21 +355,29 @@ pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Installed {
     pub fn is_current(&self) -> bool {
-        *self == Installed::Current
+        matches!(self, Installed::Current(_))
     }
 }
 
 /// Is the extension created in this database, and at which version?
 pub fn installed() -> SpiResult<Installed> {
     // Asked before every pass of both workers: planned once per process.
-    let version = crate::plans::read_one::<String>(
-        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
-        &[],
-    )?;
-    Ok(match version {
-        None => Installed::Missing,
-        Some(v) if v == LIBRARY_VERSION => Installed::Current,
-        Some(v) => Installed::OtherVersion(v),
+    // The OID too, so that the pass's lock needs no second catalog scan.
+    let found = pgrx::spi::Spi::connect(|client| {
+        let rows = crate::plans::select(
+            client,
+            "SELECT oid, extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
+            &[],
+        )?;
+        if rows.is_empty() {
+            return Ok((None, None));
+        }
+        rows.first().get_two::<pg_sys::Oid, String>()
+    })?;
+    Ok(match found {
+        (Some(oid), Some(v)) if v == LIBRARY_VERSION => Installed::Current(oid),
+        (_, Some(v)) => Installed::OtherVersion(v),
+        _ => Installed::Missing,
     })
 }
 
@@ -391,10 +392,11 @@ static STANDBY_NUDGE_NOTED: std::sync::atomic::AtomicBool =
 /// switch monitoring off. This is a heavyweight lock on the extension object itself (sub-id 1,
 /// apart from the DDL locks on sub-id 0), which no SQL command lets an ordinary role take;
 /// waiting for it is interruptible and seen by the deadlock detector like any lock.
-fn lock_passes(wait: bool) -> bool {
+fn lock_passes(wait: bool, extension: Option<pg_sys::Oid>) -> bool {
     // SAFETY: catalog lookup and lock manager call in a backend inside a transaction.
     unsafe {
-        let extension = pg_sys::get_extension_oid(c"cdc_health".as_ptr(), true);
+        let extension =
+            extension.unwrap_or_else(|| pg_sys::get_extension_oid(c"cdc_health".as_ptr(), true));
         let tag = pg_sys::LOCKTAG {
             locktag_field1: pg_sys::MyDatabaseId.to_u32(),
             locktag_field2: pg_sys::ExtensionRelationId.to_u32(),
@@ -417,8 +419,9 @@ pub struct Pass {
 
 /// One monitoring pass. With `wait` it queues behind a concurrent pass; without, it skips
 /// (returns `None`, counted in `worker_status().skipped_passes`) when another pass is running.
-/// Writes nothing on a standby.
-pub fn pass(wait: bool) -> SpiResult<Option<Pass>> {
+/// Writes nothing on a standby. `extension` is the extension's OID when the caller has just
+/// read it (see `installed`).
+pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass>> {
     // check_now() runs this in the caller's session: our statements, not its search_path.
     let _path = Switched::safe_search_path();
     // A standby only samples into shared memory: it can write nothing, and nothing else
@@ -439,7 +442,7 @@ pub fn pass(wait: bool) -> SpiResult<Option<Pass>> {
             applied: Vec::new(),
         }));
     }
-    if !lock_passes(wait) {
+    if !lock_passes(wait, extension) {
         shmem::update_worker(|w| w.skipped_passes += 1);
         return Ok(None);
     }

@@ -33,18 +33,3 @@ pub fn select<'conn>(
         client.select(&kept[sql], None, args)
     })
 }
-
-/// First column of the first row of a read-only statement, through its kept plan (see
-/// `sampling::read_one` for why reads do not use `Spi::get_one`).
-pub fn read_one<T: pgrx::FromDatum + pgrx::IntoDatum>(
-    sql: &str,
-    args: &[DatumWithOid<'_>],
-) -> SpiResult<Option<T>> {
-    pgrx::spi::Spi::connect(|client| {
-        let rows = select(client, sql, args)?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        rows.first().get_one::<T>()
-    })
-}

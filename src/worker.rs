@@ -69,10 +69,10 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
             let _timer = StatementTimer::arm(pass_timeout);
             let installed = monitor::installed()?;
-            let pass = if installed.is_current() {
+            let pass = if let Installed::Current(extension) = installed {
                 // The mirror worker's probes are watched from here, the other process.
                 mirrors::end_overdue_probe()?;
-                monitor::pass(false)?
+                monitor::pass(false, Some(extension))?
             } else {
                 // Nothing is monitored: the endpoint must not serve the last pass as current.
                 metrics::snapshot::publish("");
@@ -115,7 +115,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
                              the library {LIBRARY_VERSION}; waiting for ALTER EXTENSION cdc_health \
                              UPDATE there"
                         ),
-                        Installed::Current => log!("cdc_health: monitoring replication slots"),
+                        Installed::Current(_) => log!("cdc_health: monitoring replication slots"),
                     }
                 }
                 shmem::update_worker(|w| {
@@ -234,10 +234,15 @@ fn probe_and_record(check: &mirrors::StoredCheck) -> Result<(), String> {
 /// A pass allocates and frees the same few megabytes every interval (a view per slot).
 /// glibc gives the top of the heap back to the kernel once more than 128 kB of it is free,
 /// so at thousands of slots every pass faulted its pages in again (a tenth of its CPU); this
-/// process keeps up to 64 MB of freed heap instead.
+/// process keeps up to 64 MB of freed heap instead. Setting that turns off glibc's raising
+/// of its mmap threshold, so blocks over 128 kB (the slot array, the views) were mapped and
+/// unmapped, and faulted in, every pass: they come from the heap too, up to 16 MB.
 fn keep_freed_memory() {
     // SAFETY: mallopt only tunes this process's allocator.
-    unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20) };
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
+    }
 }
 
 /// A repeated failure is logged once per five minutes, not once per pass.
