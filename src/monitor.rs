@@ -114,9 +114,8 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         settings::forecast_ceiling_bytes(),
     );
     let mut histories: Option<Vec<Option<HistoryView>>> = if record {
-        shmem::write(|entries| {
-            let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
-            let assigned = shmem::assign(entries, &names);
+        let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
+        shmem::write_assigned(&names, |entries, assigned| {
             slots
                 .iter()
                 .zip(assigned)

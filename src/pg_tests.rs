@@ -9,6 +9,42 @@ use pgrx::prelude::*;
 mod tests {
     use pgrx::prelude::*;
 
+    /// Slots take the lowest free entry; passes look only below the high-water mark, which
+    /// grows as entries are taken and shrinks when the last ones are freed.
+    #[pg_test]
+    fn slots_take_the_lowest_free_entry_below_a_high_water_mark() {
+        use crate::shmem::{assign, Entry};
+        use cdc_health_rules::history::SlotTrack;
+        let mut entries: Vec<Entry> = (0..4)
+            .map(|_| Entry::new(false, SlotTrack::new("").unwrap()))
+            .collect();
+        let mut used = 0;
+        let mut pass = |names: &[&str], used: &mut usize| assign(&mut entries, used, names);
+        assert_eq!(
+            pass(&["a", "b", "c"], &mut used),
+            [Some(0), Some(1), Some(2)]
+        );
+        assert_eq!(used, 3);
+        // b dropped: c keeps its entry, so the mark stays.
+        assert_eq!(pass(&["a", "c"], &mut used), [Some(0), Some(2)]);
+        assert_eq!(used, 3);
+        // A new slot takes b's old entry before a never used one.
+        assert_eq!(
+            pass(&["c", "a", "d"], &mut used),
+            [Some(2), Some(0), Some(1)]
+        );
+        assert_eq!(
+            pass(&["a", "c", "d", "e", "f"], &mut used),
+            [Some(0), Some(2), Some(1), Some(3), None]
+        );
+        assert_eq!(used, 4);
+        // The last entries freed: the mark comes down to the last one in use.
+        assert_eq!(pass(&["a"], &mut used), [Some(0)]);
+        assert_eq!(used, 1);
+        assert_eq!(pass(&[], &mut used), []);
+        assert_eq!(used, 0);
+    }
+
     /// PostgreSQL 17 added `inactive_since`, so an idle slot's idle time is known.
     const INACTIVE_SINCE_KNOWN: bool = cfg!(any(feature = "pg17", feature = "pg18"));
 

@@ -104,7 +104,7 @@ pub fn take_overdue_probe(now: f64, grace: f64) -> Option<ProbeWatch> {
 const MAX_NUDGED: usize = 32;
 
 impl Entry {
-    fn new(in_use: bool, track: SlotTrack) -> Self {
+    pub(crate) fn new(in_use: bool, track: SlotTrack) -> Self {
         Entry {
             in_use,
             track,
@@ -158,6 +158,11 @@ const MAX_REMINDED: usize = 8192;
 struct Header {
     lock: *mut pg_sys::LWLock,
     capacity: usize,
+    /// Entries from this one on have never been in use. Slots take the lowest free entry, so
+    /// passes and reads look at as many entries as slots were ever tracked at once, not at
+    /// all of `max_tracked_slots` (each entry is ~10 kB apart: scanning 4,096 of them every
+    /// pass cost more than watching 500 slots).
+    used: usize,
     worker: WorkerStatus,
     nudges: heapless::Vec<Nudge, MAX_NUDGED>,
     probe: ProbeWatch,
@@ -238,6 +243,7 @@ unsafe extern "C-unwind" fn on_startup() {
         header.write(Header {
             lock: addr_of_mut!((*locks).lock),
             capacity,
+            used: 0,
             worker: WorkerStatus::default(),
             nudges: heapless::Vec::new(),
             probe: ProbeWatch::default(),
@@ -345,34 +351,46 @@ pub fn update_worker(f: impl FnOnce(&mut WorkerStatus)) {
     }
 }
 
-/// Runs `f` over every entry with the lock held (exclusively when `exclusive`).
-fn with_entries<R>(exclusive: bool, f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
-    let _lock = Locked::acquire(exclusive)?;
-    // SAFETY: the lock is held; ENTRIES holds `capacity` initialised entries.
-    let entries = unsafe { std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity) };
+/// Read-only view of the entries that were ever in use (check `in_use`).
+pub fn read<R>(f: impl FnOnce(&[Entry]) -> R) -> Option<R> {
+    let _lock = Locked::acquire(false)?;
+    // SAFETY: the lock is held; ENTRIES holds `capacity` initialised entries, the first `used`
+    // of them ever in use.
+    let entries = unsafe { std::slice::from_raw_parts(ENTRIES, (*HEADER).used) };
     Some(f(entries))
 }
 
-/// Read-only view of every tracked slot.
-pub fn read<R>(f: impl FnOnce(&[Entry]) -> R) -> Option<R> {
-    with_entries(false, |e| f(e))
-}
-
-/// Exclusive access, for the sampler.
-pub fn write<R>(f: impl FnOnce(&mut [Entry]) -> R) -> Option<R> {
-    with_entries(true, f)
+/// Exclusive access for the sampler: `f` gets the entries and each named slot's entry (see
+/// `assign`).
+pub fn write_assigned<R>(
+    names: &[&str],
+    f: impl FnOnce(&mut [Entry], Vec<Option<usize>>) -> R,
+) -> Option<R> {
+    let _lock = Locked::acquire(true)?;
+    // SAFETY: the lock is held exclusively; ENTRIES holds `capacity` initialised entries.
+    let header = unsafe { &mut *HEADER };
+    let all = unsafe { std::slice::from_raw_parts_mut(ENTRIES, header.capacity) };
+    let assigned = assign(all, &mut header.used, names);
+    Some(f(&mut all[..header.used], assigned))
 }
 
 /// The entry of each named slot, in order: entries of slots that no longer exist are freed,
-/// a new slot gets a free entry; `None` when none is left.
-pub fn assign(entries: &mut [Entry], names: &[&str]) -> Vec<Option<usize>> {
-    let mut found = locate(entries, names.iter().copied());
-    let mut claimed = vec![false; entries.len()];
+/// a new slot gets the lowest free entry; `None` when none is left. Entries from `*used` on
+/// have never been in use; it grows as entries are taken.
+pub(crate) fn assign(
+    entries: &mut [Entry],
+    used: &mut usize,
+    names: &[&str],
+) -> Vec<Option<usize>> {
+    let capacity = entries.len();
+    let seen = (*used).min(capacity);
+    let mut found = locate(&entries[..seen], names.iter().copied());
+    let mut claimed = vec![false; seen];
     for &i in found.iter().flatten() {
         claimed[i] = true;
     }
     let mut free = Vec::new();
-    for (i, e) in entries.iter_mut().enumerate() {
+    for (i, e) in entries[..seen].iter_mut().enumerate() {
         if e.in_use && !claimed[i] {
             e.in_use = false;
         }
@@ -380,17 +398,32 @@ pub fn assign(entries: &mut [Entry], names: &[&str]) -> Vec<Option<usize>> {
             free.push(i);
         }
     }
-    // Lowest free entries first.
+    // Lowest free entries first, then the never used ones.
     free.reverse();
+    let mut next_fresh = seen;
     for (at, name) in found.iter_mut().zip(names) {
-        if at.is_none() {
-            *at = SlotTrack::new(name).and_then(|track| {
-                let i = free.pop()?;
-                entries[i] = Entry::new(true, track);
-                Some(i)
-            });
+        if at.is_some() {
+            continue;
         }
+        let Some(track) = SlotTrack::new(name) else {
+            continue;
+        };
+        let i = match free.pop() {
+            Some(i) => i,
+            None if next_fresh < capacity => {
+                next_fresh += 1;
+                next_fresh - 1
+            }
+            None => continue,
+        };
+        entries[i] = Entry::new(true, track);
+        *at = Some(i);
     }
+    // Free entries at the end leave the window, so that it shrinks after slots are dropped.
+    while next_fresh > 0 && !entries[next_fresh - 1].in_use {
+        next_fresh -= 1;
+    }
+    *used = next_fresh;
     found
 }
 
@@ -406,7 +439,7 @@ pub fn history_due(marks: &[(&str, Option<usize>, HistoryMark)], pacing: &Pacing
     let (header, entries) = unsafe {
         (
             &mut *HEADER,
-            std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).capacity),
+            std::slice::from_raw_parts_mut(ENTRIES, (*HEADER).used),
         )
     };
     let now = marks.first().map_or(0.0, |m| m.2.at);
