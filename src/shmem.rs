@@ -116,38 +116,14 @@ impl Entry {
 /// The entry of each named slot in use, in order: a hash of the entries' own names (no copies),
 /// built once per call, so that n slots cost n, not n² name comparisons (2,000 slots made that
 /// most of a pass) nor n allocations.
-///
-/// Slots keep their order in the server's array and their entries from one call to the next,
-/// so this process's last answer is tried first and the hash built only when it no longer
-/// holds (a slot created, dropped or moved, an entry reassigned).
-pub fn locate<'n>(
-    entries: &[Entry],
-    names: impl ExactSizeIterator<Item = &'n str> + Clone,
-) -> Vec<Option<usize>> {
-    LAST_LOCATED.with(|last| {
-        let mut last = last.borrow_mut();
-        let holds = last.len() == names.len()
-            && names.clone().zip(last.iter()).all(|(name, at)| {
-                at.and_then(|i| entries.get(i))
-                    .is_some_and(|e| e.in_use && e.track.name.as_str() == name)
-            });
-        if !holds {
-            let at: HashMap<&str, usize> = entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.in_use)
-                .map(|(i, e)| (e.track.name.as_str(), i))
-                .collect();
-            *last = names.map(|name| at.get(name).copied()).collect();
-        }
-        last.clone()
-    })
-}
-
-thread_local! {
-    /// `locate`'s last answer in this process.
-    static LAST_LOCATED: std::cell::RefCell<Vec<Option<usize>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+pub fn locate<'n>(entries: &[Entry], names: impl Iterator<Item = &'n str>) -> Vec<Option<usize>> {
+    let at: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.in_use)
+        .map(|(i, e)| (e.track.name.as_str(), i))
+        .collect();
+    names.map(|name| at.get(name).copied()).collect()
 }
 
 /// Open alerts whose reminder clock is kept here (16 bytes each); beyond it a reminder is
