@@ -92,29 +92,41 @@ unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
 }
 
 /// The attributes of the scan's own relation that its target list and quals use; `None` for a
-/// whole-row reference.
+/// whole-row reference (or too many columns for the bit set).
 unsafe fn referenced(scan: &pg_sys::FunctionScan) -> Option<u128> {
+    let attnos = unsafe { plan_attributes(&scan.scan.plan, scan.scan.scanrelid) }?;
+    attnos.into_iter().try_fold(0u128, |read, attno| {
+        (attno < 128).then(|| read | 1u128 << attno)
+    })
+}
+
+/// The 1-based attributes of relation `scanrelid` that a plan node's target list and quals
+/// use, ascending; `None` when they use the whole row. What a scan must produce: the
+/// ClickHouse wrapper asks the server for these columns only.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+pub unsafe fn plan_attributes(plan: *const pg_sys::Plan, scanrelid: u32) -> Option<Vec<usize>> {
     unsafe {
-        let varno = scan.scan.scanrelid;
-        let mut attnos: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-        pg_sys::pull_varattnos(scan.scan.plan.targetlist.cast(), varno, &mut attnos);
-        pg_sys::pull_varattnos(scan.scan.plan.qual.cast(), varno, &mut attnos);
-        let mut read = 0u128;
+        let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos((*plan).targetlist.cast(), scanrelid, &mut set);
+        pg_sys::pull_varattnos((*plan).qual.cast(), scanrelid, &mut set);
+        let mut attnos = Vec::new();
+        let mut whole_row = false;
         let mut member = -1;
         loop {
-            member = pg_sys::bms_next_member(attnos, member);
+            member = pg_sys::bms_next_member(set, member);
             if member < 0 {
                 break;
             }
-            let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
-            match attno {
-                0 => return None,
-                1..=127 => read |= 1u128 << attno,
-                128.. => return None,
+            // System columns (negative) are not the function's or the table's own.
+            match member + pg_sys::FirstLowInvalidHeapAttributeNumber {
+                0 => whole_row = true,
+                attno if attno > 0 => attnos.push(attno as usize),
                 _ => {}
             }
         }
-        pg_sys::bms_free(attnos);
-        Some(read)
+        pg_sys::bms_free(set);
+        (!whole_row).then_some(attnos)
     }
 }

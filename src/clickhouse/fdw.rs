@@ -162,28 +162,12 @@ struct Scan {
     mapping: Option<Vec<(usize, String)>>,
 }
 
-/// Attributes referenced by the plan's target list and quals; all of them for a whole-row
-/// reference.
+/// Attribute indexes (attnum - 1) the plan reads; all of them for a whole-row reference.
 unsafe fn needed_attributes(plan: *mut pg_sys::Plan, scanrelid: u32, natts: usize) -> Vec<usize> {
-    let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
-    pg_sys::pull_varattnos((*plan).targetlist as *mut pg_sys::Node, scanrelid, &mut set);
-    pg_sys::pull_varattnos((*plan).qual as *mut pg_sys::Node, scanrelid, &mut set);
-    let mut needed = Vec::new();
-    let mut member = -1;
-    loop {
-        member = pg_sys::bms_next_member(set, member);
-        if member < 0 {
-            break;
-        }
-        let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
-        if attno == 0 {
-            return (0..natts).collect();
-        }
-        if attno > 0 {
-            needed.push(attno as usize - 1);
-        }
+    match crate::projection::plan_attributes(plan, scanrelid) {
+        Some(attnos) => attnos.into_iter().map(|attno| attno - 1).collect(),
+        None => (0..natts).collect(),
     }
-    needed
 }
 
 /// The role whose user mapping the scan uses: the view owner's for a view, else ours.
