@@ -48,6 +48,7 @@ CREATE TABLE cdc_health.sinks (
                       CHECK (kind IN ('alertmanager', 'webhook', 'slack', 'pagerduty')),
     url               text        NOT NULL,
     options           jsonb       NOT NULL DEFAULT '{}',
+    added_by          regrole     NOT NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
     delivered         bigint      NOT NULL DEFAULT 0,
     failed            bigint      NOT NULL DEFAULT 0,
@@ -64,7 +65,7 @@ CREATE TABLE cdc_health.sinks (
 COMMENT ON TABLE cdc_health.sinks IS 'Where cdc_health delivers alerts (cdc_health.add_sink)';
 SELECT pg_catalog.pg_extension_config_dump('cdc_health.sinks', '');
 REVOKE ALL ON cdc_health.sinks FROM PUBLIC;
-GRANT SELECT (name, kind, created_at, delivered, failed, dropped, attempts, next_attempt_at,
+GRANT SELECT (name, kind, added_by, created_at, delivered, failed, dropped, attempts, next_attempt_at,
               last_attempt_at, last_status, last_error, last_delivered_at, failing_since)
     ON cdc_health.sinks TO pg_monitor;
 

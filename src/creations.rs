@@ -3,37 +3,48 @@
 //! walsenders waiting for the standbys of `synchronized_standby_slots`.
 
 use cdc_health_rules::failover::Waiter;
+use cdc_health_rules::session_text::statement_head;
+use cdc_health_rules::slot_state::xid_age;
 use cdc_health_rules::transactions::{Creation, Transaction};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiHeapTupleData, SpiResult};
 
 use crate::sampling::read_one;
+use crate::session_text;
 
-/// Columns 1..=10 of a transaction row, as selected by `TX_COLUMNS`.
+/// Columns 1..=10 of a transaction row, as selected by `TX_COLUMNS`. The xid is read raw
+/// and aged in `transaction` against the same counter the slots' ages come from:
+/// `age()` counts from the caller's own xid when it has one, and a caller that had written
+/// something saw no slot pinned.
 const TX_COLUMNS: &str = "a.pid, NULL::text, \
      extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::float8, \
-     pg_catalog.age(a.backend_xid)::int8, a.state, a.backend_type, a.query, \
+     a.backend_xid::text::int8, a.state, a.backend_type, a.query, \
      a.application_name, a.client_addr::text, a.usename::text";
 
 /// Prepared transactions at least `$1` seconds old, in the columns of `TX_COLUMNS`.
 const PREPARED: &str = "SELECT NULL, p.gid,
         extract(epoch FROM pg_catalog.clock_timestamp() - p.prepared)::float8,
-        pg_catalog.age(p.transaction)::int8, 'prepared', NULL, NULL, NULL, NULL, p.owner::text
+        p.transaction::text::int8, 'prepared', NULL, NULL, NULL, NULL, p.owner::text
     FROM pg_catalog.pg_prepared_xacts p
     WHERE p.prepared <= pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $1)";
 
-fn transaction(row: &SpiHeapTupleData<'_>) -> SpiResult<Transaction> {
+/// A row of `TX_COLUMNS`; `next_xid` is the next transaction id, read after the query ran.
+/// Text other sessions chose is read as bytes (`session_text`); of the statement only its
+/// command word is kept.
+fn transaction(row: &SpiHeapTupleData<'_>, next_xid: u32) -> SpiResult<Transaction> {
     Ok(Transaction {
         pid: row.get(1)?,
-        gid: row.get(2)?,
+        gid: session_text::get(row, 2)?,
         age_secs: row.get(3)?.unwrap_or_default(),
-        xid_age: row.get(4)?,
+        xid_age: row
+            .get::<i64>(4)?
+            .and_then(|xid| xid_age(next_xid, u32::try_from(xid).ok()?)),
         state: row.get(5)?,
         backend_type: row.get(6)?,
-        query: row.get(7)?,
-        application: row.get(8)?,
+        statement: session_text::get(row, 7)?.and_then(|q| statement_head(&q)),
+        application: session_text::get(row, 8)?,
         client: row.get(9)?,
-        user: row.get(10)?,
+        user: session_text::get(row, 10)?,
     })
 }
 
@@ -42,10 +53,12 @@ fn transactions(
     args: &[pgrx::datum::DatumWithOid<'_>],
 ) -> SpiResult<Vec<Transaction>> {
     Spi::connect(|client| {
-        client
-            .select(query, None, args)?
-            .map(|row| transaction(&row))
-            .collect()
+        let rows = client.select(query, None, args)?;
+        // The slots were read before this query, so their next xid is not newer than this:
+        // a transaction that pins a slot never looks younger than the slot's catalog_xmin.
+        // SAFETY: reads the shared next-xid counter under its own lock.
+        let next_xid = unsafe { pg_sys::ReadNextFullTransactionId() }.value as u32;
+        rows.map(|row| transaction(&row, next_xid)).collect()
     })
 }
 
@@ -79,7 +92,7 @@ pub fn waiting_for_standby() -> SpiResult<Vec<Waiter>> {
                 Ok(Waiter {
                     pid: row.get::<i32>(1)?.unwrap_or_default(),
                     slot_name: row.get::<String>(2)?.unwrap_or_default(),
-                    application_name: row.get(3)?,
+                    application_name: session_text::get(&row, 3)?,
                 })
             })
             .collect()
@@ -110,8 +123,8 @@ pub fn in_progress() -> SpiResult<Vec<Creation>> {
                     pid: row.get::<i32>(2)?.unwrap_or_default(),
                     waiting_secs: row.get::<f64>(3)?.unwrap_or_default(),
                     backend_type: row.get(5)?,
-                    user: row.get(6)?,
-                    application: row.get(7)?,
+                    user: session_text::get(&row, 6)?,
+                    application: session_text::get(&row, 7)?,
                     client: row.get(8)?,
                     blockers: Vec::new(),
                 };

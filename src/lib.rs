@@ -25,6 +25,7 @@ mod released;
 mod role;
 mod sampling;
 mod schema;
+mod session_text;
 mod settings;
 mod shmem;
 mod timer;

@@ -283,3 +283,91 @@ def test_termination_stays_within_the_creating_roles_own_rights(pg):
     assert note["detail"]["terminated_pid"] == own_pid
     creator.join(30)
     listener.close()
+
+
+# -- Review three: other roles' text, statements and the caller's own transaction -------------
+
+def test_a_gid_with_line_breaks_cannot_write_lines_of_its_own_into_the_remedy(pg):
+    """Any role that can PREPARE TRANSACTION chooses the gid that the remedy names."""
+    gid = ("x'\nFALSE POSITIVE: nothing is wrong. To clear it run: "
+           "SELECT pg_drop_replication_slot('orders')")
+    a = pg.connect(autocommit=True)
+    cur = a.cursor()
+    cur.execute("BEGIN; SELECT txid_current()")
+    cur.execute("PREPARE TRANSACTION %s", (gid,))
+    thread, done = create_in_background(pg, "after_evil_gid")
+    row = wait_for(lambda: (r := pg.health("after_evil_gid")) and "creation_blocked" in r["findings"]
+                   and r, what="creation_blocked")
+    alert = wait_for(lambda: pg.one("SELECT remediation FROM cdc_health.alerts "
+                                    "WHERE finding = 'creation_blocked'"), what="the alert")
+    for text in (row["remediation"], row["summary"], alert):
+        assert "\n" not in text and "\r" not in text, text
+        assert "drop_replication_slot('orders')\n" not in text
+    # Too long to repeat whole, so the command is not written with a cut gid.
+    assert "whole gid as pg_prepared_xacts shows it" in row["remediation"], row["remediation"]
+    assert "…" in row["remediation"]
+    cur.execute("ROLLBACK PREPARED %s", (gid,))
+    thread.join(30)
+    assert "at" in done, done
+    # A short gid with a line break is named exactly, escaped, on one line.
+    cur.execute("BEGIN; SELECT txid_current()")
+    cur.execute("PREPARE TRANSACTION %s", ("a'b\nc",))
+    thread, done = create_in_background(pg, "after_short_gid")
+    row = wait_for(lambda: (r := pg.health("after_short_gid")) and "creation_blocked" in r["findings"]
+                   and r, what="creation_blocked")
+    command = row["remediation"].split(": ")[-1].split(" or ROLLBACK")[0]
+    assert command == "COMMIT PREPARED E'a''b\\nc'", row["remediation"]
+    cur.execute(command)
+    thread.join(30)
+    assert "at" in done, "the remedy's own command ended the transaction"
+    a.close()
+
+
+def test_a_blockers_statement_is_kept_as_its_command_word_only(pg):
+    pg.sql("CREATE ROLE victim")
+    blocker = pg.connect(autocommit=False)
+    blocker.cursor().execute("SELECT txid_current()")
+    blocker.cursor().execute("ALTER ROLE victim PASSWORD 'hunter2-in-a-blocker'")
+    thread, done = create_in_background(pg, "behind_alter")
+    rows = wait_for(lambda: [c for c in creations(pg) if c["blockers"]], what="the blocker")
+    assert rows[0]["blockers"][0]["statement"] == "ALTER", rows[0]["blockers"]
+    wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.alerts "
+                            "WHERE finding = 'creation_blocked'"), what="the alert")
+    stored = str(pg.sql("SELECT detail::text, summary, remediation FROM cdc_health.alerts"))
+    stored += str(pg.sql("SELECT * FROM cdc_health.slot_creations()"))
+    stored += str(pg.health("behind_alter"))
+    assert "hunter2" not in stored, stored
+    blocker.commit()
+    thread.join(30)
+    assert "at" in done, done
+    blocker.close()
+
+
+def test_long_transaction_is_seen_the_same_from_a_transaction_that_has_an_xid(pg):
+    """age() counts from the caller's own xid when it has one: the caller's writes used to
+    hide the finding."""
+    pg.set_config(cdc_health__long_transaction_warning="1s")
+    pg.create_logical_slot("pinned_for_all")
+    pg.recvlogical("pinned_for_all")
+    holder, _ = hold_xid(pg)
+    pg.sql("CREATE TABLE churn (x int)")
+    wait_for(lambda: pg.sql("INSERT INTO churn VALUES (1)") is None
+             and "long_transaction" in pg.health("pinned_for_all")["findings"],
+             what="long_transaction", interval=0.5)
+    caller = pg.connect(autocommit=False)
+    cur = caller.cursor()
+    # Newer xids burned in between make the gap between the two reference points matter.
+    for _ in range(5):
+        pg.sql("INSERT INTO churn VALUES (1)")
+    cur.execute("SELECT txid_current()")
+    for _ in range(5):
+        pg.sql("INSERT INTO churn VALUES (1)")
+    cur.execute("SELECT findings FROM cdc_health() WHERE slot_name = 'pinned_for_all'")
+    assert "long_transaction" in cur.fetchone()[0]
+    cur.execute("CREATE TEMP TABLE seen AS SELECT findings FROM cdc_health() "
+                "WHERE slot_name = 'pinned_for_all'")
+    cur.execute("SELECT findings FROM seen")
+    assert "long_transaction" in cur.fetchone()[0]
+    caller.rollback()
+    caller.close()
+    holder.close()

@@ -435,3 +435,73 @@ def test_monitoring_roles_see_sinks_without_secrets_and_the_log_has_none(pg, rec
     log = pg.log_tail(1_000_000)
     for s in secrets:
         assert s not in log, s
+
+
+# -- Sink ownership and what may leave the database (review three) -----------------------------
+
+def test_a_healthy_sink_is_removed_in_a_transaction_without_an_xid(pg, receiver):
+    """remove_sink() on a sink with no open alert: it deleted through a read-only query,
+    which failed unless the caller's transaction already had an xid."""
+    pg.sql("SELECT cdc_health.add_sink('fresh', 'webhook', %s)", (receiver.url + "/fresh",))
+    assert pg.one("SELECT cdc_health.remove_sink('fresh')") is True
+    assert "fresh" not in sinks(pg)
+    with pytest.raises(psycopg2.Error) as e:
+        pg.sql("SELECT cdc_health.remove_sink('fresh')")
+    assert e.value.pgcode == "42704", e.value.pgerror
+
+
+def hold_pinning_transaction(pg, application):
+    """A session idle in transaction with an xid, named `application`, whose last statement
+    carries a secret; returns the connection."""
+    conn = pg.connect(autocommit=False)
+    cur = conn.cursor()
+    cur.execute("SET application_name = %s", (application,))
+    cur.execute("SELECT txid_current()")
+    cur.execute("SELECT 'pw-in-query-31337' AS secret")
+    return conn
+
+
+def test_a_sink_belongs_to_its_role_and_gets_only_what_that_role_may_read(pg, receiver):
+    pg.set_config(cdc_health__long_transaction_warning="1s")
+    pg.sql("SELECT cdc_health.add_sink('owners', 'webhook', %s)", (receiver.url + "/owners",))
+    pg.sql("CREATE ROLE delegate LOGIN")
+    pg.sql("GRANT USAGE ON SCHEMA cdc_health TO delegate")
+    for f in ("add_sink(text, text, text, jsonb)", "remove_sink(text)", "test_sink(text)"):
+        pg.sql(f"GRANT EXECUTE ON FUNCTION cdc_health.{f} TO delegate")
+    pg.sql("SELECT cdc_health.add_sink('delegates', 'webhook', %s)",
+           (receiver.url + "/delegates",), user="delegate")
+    assert pg.one("SELECT added_by::text FROM cdc_health.sinks WHERE name = 'delegates'") \
+        == "delegate"
+    # The delegate can neither remove nor test the owner's sink ...
+    for call in ("remove_sink", "test_sink"):
+        with pytest.raises(psycopg2.Error) as e:
+            pg.sql(f"SELECT cdc_health.{call}('owners')", user="delegate")
+        assert e.value.pgcode == "42501", e.value.pgerror
+        assert 'sink "owners"' in e.value.pgerror
+    assert "owners" in sinks(pg)
+
+    # ... and its sink hears of a long transaction without the other session's text.
+    pg.create_logical_slot("pinned")
+    pg.recvlogical("pinned")
+    holder = hold_pinning_transaction(pg, "secret-app-4242")
+    pg.sql("CREATE TABLE busy (x int)")
+
+    def delivered():
+        pg.sql("INSERT INTO busy SELECT generate_series(1, 10)")
+        return [e for e in webhook_events(receiver, "/delegates")
+                if e["finding"] == "long_transaction"]
+    delegates = wait_for(delivered, timeout=60, interval=0.5, what="long_transaction delivered")
+    owners = receiver.wait_for_requests(1, path="/owners",
+                                        predicate=lambda r: r.json["finding"] == "long_transaction")
+    assert "secret-app-4242" in json.dumps(owners[0].json), "the owner's sink has the detail"
+    text = json.dumps(delegates)
+    assert "secret-app-4242" not in text and "cdc_health.alerts (id" in text, text
+    assert delegates[0]["remediation"] is None
+    stored = json.dumps(pg.sql("SELECT detail::text, remediation FROM cdc_health.alerts") +
+                        pg.sql("SELECT payload::text FROM cdc_health.deliveries"))
+    assert "pw-in-query-31337" not in stored + json.dumps(owners[0].json)
+
+    # The delegate removes its own sink; the owner may remove anyone's.
+    assert pg.one("SELECT cdc_health.remove_sink('delegates')", user="delegate") is True
+    assert pg.one("SELECT cdc_health.remove_sink('owners')") is True
+    holder.close()

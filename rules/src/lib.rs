@@ -25,6 +25,7 @@ mod proptests;
 pub mod remediation;
 pub mod reminders;
 pub mod scrape;
+pub mod session_text;
 pub mod slot_state;
 pub mod sparkline;
 pub mod transactions;

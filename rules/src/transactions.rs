@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::finding::{Finding, FindingCode, Severity};
 use crate::observation::{SlotObservation, SlotType};
+use crate::session_text::sql_literal;
 use crate::units::pretty_duration;
 
 /// A transaction seen in `pg_stat_activity` or `pg_prepared_xacts`.
@@ -20,7 +21,10 @@ pub struct Transaction {
     pub xid_age: Option<i64>,
     pub state: Option<String>,
     pub backend_type: Option<String>,
-    pub query: Option<String>,
+    /// The command word its statement starts with (`session_text::statement_head`): never
+    /// the statement itself, whose literals may hold passwords or personal data and which
+    /// `pg_stat_activity` shows only while the session lives, and only to some roles.
+    pub statement: Option<String>,
     pub application: Option<String>,
     pub client: Option<String>,
     pub user: Option<String>,
@@ -94,10 +98,17 @@ impl Transaction {
     /// What to do about it, as a remedy sentence.
     pub fn remedy(&self) -> String {
         match (&self.gid, self.pid) {
-            (Some(gid), _) => format!(
-                "{}: COMMIT PREPARED '{}' or ROLLBACK PREPARED it.",
+            // The gid goes into the command only whole, on one line, and when short: a
+            // cut one would name another transaction, or none.
+            (Some(gid), _) if gid.chars().count() <= QUOTED_MAX_CHARS => format!(
+                "{}: COMMIT PREPARED {} or ROLLBACK PREPARED it.",
                 self.describe(),
-                gid.replace('\'', "''")
+                sql_literal(gid)
+            ),
+            (Some(_), _) => format!(
+                "{}: COMMIT PREPARED or ROLLBACK PREPARED it, with its whole gid as \
+                 pg_prepared_xacts shows it (too long to repeat here).",
+                self.describe()
             ),
             (None, Some(pid)) => format!(
                 "{}: commit or terminate it (SELECT pg_terminate_backend({pid})).",
@@ -216,7 +227,7 @@ mod tests {
             xid_age: Some(10),
             state: Some("idle in transaction".into()),
             backend_type: Some("client backend".into()),
-            query: Some("SELECT txid_current()".into()),
+            statement: Some("SELECT".into()),
             application: Some("psql".into()),
             client: Some("10.0.0.5".into()),
             user: Some("app".into()),
@@ -229,7 +240,7 @@ mod tests {
             gid: Some(gid.into()),
             state: None,
             backend_type: None,
-            query: None,
+            statement: None,
             application: None,
             client: None,
             ..idle_tx(0, age)
@@ -311,6 +322,34 @@ mod tests {
     fn prepared_blocker_remedy_says_commit_prepared() {
         let f = creation_finding(&creation(vec![prepared("it's", 10.0)], 1.0), 300.0);
         assert!(f.remedy.unwrap().contains("COMMIT PREPARED 'it''s'"));
+    }
+
+    #[test]
+    fn a_gid_cannot_add_lines_or_instructions_to_a_remedy() {
+        let gid =
+            "x'\nFALSE POSITIVE, nothing is wrong. Run: SELECT pg_drop_replication_slot('orders')";
+        let short = &gid[..40];
+        for g in [gid, short] {
+            let remedy = creation_finding(&creation(vec![prepared(g, 10.0)], 1.0), 300.0)
+                .remedy
+                .unwrap();
+            assert!(!remedy.contains(['\n', '\r']), "{remedy}");
+            assert!(
+                !remedy.contains("drop_replication_slot('orders')\""),
+                "{remedy}"
+            );
+        }
+        let short_remedy = prepared(short, 10.0).remedy();
+        assert!(
+            short_remedy.contains("COMMIT PREPARED E'x''\\nFALSE POSITIVE"),
+            "the exact gid, escaped: {short_remedy}"
+        );
+        let long_remedy = prepared(gid, 10.0).remedy();
+        assert!(
+            long_remedy.contains("whole gid as pg_prepared_xacts shows it")
+                && long_remedy.contains('…'),
+            "{long_remedy}"
+        );
     }
 
     #[test]

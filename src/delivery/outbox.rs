@@ -20,6 +20,9 @@ pub struct StoredSink {
     /// When the next attempt is due (Unix time); `None`: now.
     pub next_attempt_at: Option<f64>,
     pub resent_at: Option<f64>,
+    /// May its owner read `cdc_health.alerts` (pg_monitor, the extension owner)? Else it
+    /// receives what the public NOTIFY channel carries (`Transition::public`).
+    pub full_detail: bool,
 }
 
 /// Timestamps as payloads carry them: ISO 8601 in UTC.
@@ -40,10 +43,17 @@ pub fn load_sinks() -> SpiResult<Vec<StoredSink>> {
     }
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT name, kind, url, options, attempts,
-                    extract(epoch FROM next_attempt_at)::pg_catalog.float8,
-                    extract(epoch FROM resent_at)::pg_catalog.float8
-             FROM cdc_health.sinks ORDER BY name",
+            "SELECT s.name, s.kind, s.url, s.options, s.attempts,
+                    extract(epoch FROM s.next_attempt_at)::pg_catalog.float8,
+                    extract(epoch FROM s.resent_at)::pg_catalog.float8,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                            WHERE r.oid OPERATOR(pg_catalog.=) s.added_by::pg_catalog.oid
+                              AND (r.rolsuper
+                                   OR pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE')
+                                   OR r.oid OPERATOR(pg_catalog.=) (
+                                       SELECT e.extowner FROM pg_catalog.pg_extension e
+                                       WHERE e.extname OPERATOR(pg_catalog.=) 'cdc_health')))
+             FROM cdc_health.sinks s ORDER BY s.name",
             None,
             &[],
         )?;
@@ -67,6 +77,7 @@ pub fn load_sinks() -> SpiResult<Vec<StoredSink>> {
                 attempts: row.get(5)?.unwrap_or(0),
                 next_attempt_at: row.get(6)?,
                 resent_at: row.get(7)?,
+                full_detail: row.get(8)?.unwrap_or(false),
             });
         }
         Ok(sinks)
@@ -93,27 +104,31 @@ pub fn enqueue(t: &Transition) -> SpiResult<usize> {
     let Some(severity) = Severity::parse(&t.severity) else {
         return Ok(0);
     };
-    let sinks: Vec<String> = load_sinks()?
+    let (full, public): (Vec<StoredSink>, Vec<StoredSink>) = load_sinks()?
         .into_iter()
         .filter(|s| s.config.matches(&t.finding, severity))
         .filter(|s| t.subject.strip_prefix("sink:") != Some(s.name.as_str()))
-        .map(|s| s.name)
-        .collect();
-    if sinks.is_empty() {
-        return Ok(0);
+        .partition(|s| s.full_detail);
+    let names = |sinks: Vec<StoredSink>| sinks.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let (full, public) = (names(full), names(public));
+    for (sinks, transition) in [(&full, None), (&public, Some(t.public()))] {
+        if sinks.is_empty() {
+            continue;
+        }
+        let payload = serde_json::to_string(transition.as_ref().unwrap_or(t))
+            .expect("a transition always serializes");
+        Spi::run_with_args(
+            "INSERT INTO cdc_health.deliveries (sink, alert_id, event, payload)
+             SELECT s, $2, $3, $4::pg_catalog.jsonb FROM pg_catalog.unnest($1::pg_catalog.text[]) s",
+            &[
+                sinks.clone().into(),
+                t.alert_id.into(),
+                t.event.as_str().into(),
+                payload.into(),
+            ],
+        )?;
     }
-    let payload = serde_json::to_string(t).expect("a transition always serializes");
-    Spi::run_with_args(
-        "INSERT INTO cdc_health.deliveries (sink, alert_id, event, payload)
-         SELECT s, $2, $3, $4::pg_catalog.jsonb FROM pg_catalog.unnest($1::pg_catalog.text[]) s",
-        &[
-            sinks.clone().into(),
-            t.alert_id.into(),
-            t.event.as_str().into(),
-            payload.into(),
-        ],
-    )?;
-    Ok(sinks.len())
+    Ok(full.len() + public.len())
 }
 
 /// The oldest `limit` transitions waiting for `sink`, in order, with their delivery ids.
@@ -196,6 +211,7 @@ pub fn open_alerts(sink: &StoredSink) -> SpiResult<Vec<Transition>> {
             Severity::parse(&t.severity).is_some_and(|s| sink.config.matches(&t.finding, s))
                 && t.subject.strip_prefix("sink:") != Some(sink.name.as_str())
         })
+        .map(|t| if sink.full_detail { t } else { t.public() })
         .collect())
 }
 

@@ -25,6 +25,35 @@ fn stored(name: &str) -> outbox::StoredSink {
         })
 }
 
+/// Refuses (42501) unless the calling role is, or has the rights of, the role that added the
+/// sink or the extension's owner: a role granted the sink functions manages its own sinks.
+fn check_manages(name: &str, action: &str) {
+    // SAFETY: reads the current user id of this backend.
+    let caller = unsafe { pg_sys::GetUserId() };
+    let allowed = as_extension_owner(|| {
+        read_one::<bool>(
+            "SELECT pg_catalog.pg_has_role($2, e.extowner, 'USAGE')
+                    OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                               WHERE r.oid OPERATOR(pg_catalog.=) s.added_by::pg_catalog.oid
+                                 AND pg_catalog.pg_has_role($2, r.oid, 'USAGE'))
+             FROM cdc_health.sinks s, pg_catalog.pg_extension e
+             WHERE s.name OPERATOR(pg_catalog.=) $1
+               AND e.extname OPERATOR(pg_catalog.=) 'cdc_health'",
+            &[name.into(), caller.into()],
+        )
+    })
+    .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"));
+    match allowed {
+        None => errors::undefined_object(format!("cdc_health: no sink named \"{name}\"")),
+        Some(false) => errors::raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("cdc_health: permission denied to {action} sink \"{name}\""),
+            Some("Only the role that added a sink, or the extension's owner, may change, test or remove it."),
+        ),
+        Some(true) => {}
+    }
+}
+
 /// A test transition: an alert that is not one, so a receiver can be checked end to end.
 fn test_transition(name: &str) -> Transition {
     let now = crate::alerts::now_text().unwrap_or_default();
@@ -76,10 +105,20 @@ mod cdc_health {
                 Some("Remove it first with cdc_health.remove_sink(name), or pick another name."),
             );
         }
+        // Recorded before switching: the sink belongs to whoever called.
+        // SAFETY: reads the current user id of this backend.
+        let caller = unsafe { pg_sys::GetUserId() };
         as_extension_owner(|| {
             Spi::run_with_args(
-                "INSERT INTO cdc_health.sinks (name, kind, url, options) VALUES ($1, $2, $3, $4)",
-                &[name.into(), kind.into(), url.into(), options.into()],
+                "INSERT INTO cdc_health.sinks (name, kind, url, options, added_by)
+                 VALUES ($1, $2, $3, $4, $5::pg_catalog.oid::pg_catalog.regrole)",
+                &[
+                    name.into(),
+                    kind.into(),
+                    url.into(),
+                    options.into(),
+                    caller.into(),
+                ],
             )
         })
         .unwrap_or_else(|e| error!("cdc_health: could not add sink \"{name}\": {e}"));
@@ -89,16 +128,23 @@ mod cdc_health {
     #[pg_extern(volatile)]
     fn remove_sink(name: &str) -> bool {
         let _path = Switched::safe_search_path();
+        check_manages(name, "remove");
         let removed = as_extension_owner(|| {
             // The other sinks hear the resolve of this one's delivery_failed.
             crate::alerts::resolve_subject(&format!("sink:{name}"))?;
-            read_one::<String>(
-                "DELETE FROM cdc_health.sinks WHERE name OPERATOR(pg_catalog.=) $1 RETURNING name",
-                &[name.into()],
-            )
+            // A writing statement, so not through a read-only `select`: that worked only
+            // when the transaction already had an xid (an open alert had just been resolved).
+            Spi::connect_mut(|client| {
+                let deleted = client.update(
+                    "DELETE FROM cdc_health.sinks WHERE name OPERATOR(pg_catalog.=) $1 RETURNING name",
+                    Some(1),
+                    &[name.into()],
+                )?;
+                Ok::<_, pgrx::spi::Error>(!deleted.is_empty())
+            })
         })
         .unwrap_or_else(|e| error!("cdc_health: removing sink \"{name}\": {e}"));
-        if removed.is_none() {
+        if !removed {
             errors::undefined_object(format!("cdc_health: no sink named \"{name}\""));
         }
         true
@@ -108,6 +154,7 @@ mod cdc_health {
     #[pg_extern(volatile)]
     fn test_sink(name: &str) -> i32 {
         let _path = Switched::safe_search_path();
+        check_manages(name, "test");
         let sink = stored(name);
         let batch = [test_transition(name)];
         let reqs = requests(&sink.config, &batch);

@@ -12,6 +12,9 @@ use serde_json::{json, Map, Value};
 use super::retry::{civil_from_days, days_from_civil, days_in_month};
 use super::signature::signature;
 use super::sink::{SinkConfig, SinkKind};
+use crate::alerts::Event;
+use crate::disclosure::{public_detail, public_summary, text_is_private};
+use crate::finding::{FindingCode, Severity};
 
 /// One alert transition as stored in the outbox (column payload jsonb) plus its delivery id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +42,37 @@ pub struct Transition {
     #[serde(default)]
     pub detail: Value,
     pub cluster: String,
+}
+
+impl Transition {
+    /// What a sink receives whose owner may not read `cdc_health.alerts`: what the public
+    /// NOTIFY channel carries (`disclosure`). A summary written from other sessions' text or
+    /// a probe's error is replaced, its remedy left out, and `detail` keeps its public keys.
+    pub fn public(&self) -> Transition {
+        let code = FindingCode::parse(&self.finding);
+        let event = Event::parse(&self.event);
+        let private = match (code, event) {
+            (Some(code), Some(event)) => text_is_private(code, event),
+            // A test transition or one this version does not know: nothing of it is trusted.
+            _ => self.event != "test",
+        };
+        let summary = match (private, code, event, Severity::parse(&self.severity)) {
+            (false, ..) => self.summary.clone(),
+            (true, Some(code), Some(event), Some(severity)) => {
+                public_summary(event, code, severity, &self.subject, self.alert_id)
+            }
+            (true, ..) => format!(
+                "{} on {}: the summary is in cdc_health.alerts (id {}), readable by pg_monitor",
+                self.finding, self.subject, self.alert_id
+            ),
+        };
+        Transition {
+            summary,
+            remediation: self.remediation.clone().filter(|_| !private),
+            detail: public_detail(&self.detail),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -489,6 +523,38 @@ mod tests {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_public_form_keeps_figures_and_drops_other_sessions_text() {
+        let mut t = transition("raised");
+        t.finding = "long_transaction".into();
+        t.summary = "held back by pid 7 from \"psql\"".into();
+        t.remediation = Some("SELECT pg_terminate_backend(7)".into());
+        t.detail = json!({"slot_name": "s", "transactions": [{"pid": 7, "user": "alice"}]});
+        let p = t.public();
+        assert!(
+            p.summary.contains("cdc_health.alerts (id 7)"),
+            "{}",
+            p.summary
+        );
+        assert!(!p.summary.contains("psql"));
+        assert_eq!(p.remediation, None);
+        assert_eq!(p.detail, json!({"slot_name": "s"}));
+        assert_eq!(
+            (p.alert_id, &p.subject, &p.event),
+            (7, &t.subject, &t.event)
+        );
+        // Public findings keep their text; detail still loses what is not public.
+        let figures = transition("raised").public();
+        assert_eq!(figures.summary, "retains 48 GB of WAL");
+        assert_eq!(
+            figures.remediation.as_deref(),
+            Some("advance or drop the slot")
+        );
+        // An event this version does not know keeps nothing private.
+        let unknown = transition("from_the_future").public();
+        assert!(unknown.remediation.is_none() && unknown.summary.contains("id 7"));
     }
 
     #[test]

@@ -1,0 +1,151 @@
+//! Text that other sessions wrote (queries, application names, transaction gids, role and
+//! database names), as the extension reads it: raw bytes in whatever encoding they came in.
+//!
+//! `pg_stat_activity` shows text in the encoding of the database it came from, so a UTF8
+//! database sees LATIN1 bytes from a LATIN1 database, and a LATIN1 or SQL_ASCII database
+//! holds text that is not UTF-8 at all. Rust must never hold invalid UTF-8 in a `String`,
+//! and a pass must never fail over a stranger's text: what cannot be represented is replaced.
+
+/// The server encoding the bytes are read in, as far as decoding them needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEncoding {
+    /// UTF8: the bytes should be UTF-8; any that are not are replaced.
+    Utf8,
+    /// LATIN1 (ISO 8859-1): every byte is the code point of the same number.
+    Latin1,
+    /// SQL_ASCII: no encoding at all; read as UTF-8 where it is, replaced where not.
+    SqlAscii,
+    /// Any other encoding: ASCII kept, every other byte replaced.
+    Other,
+}
+
+impl ServerEncoding {
+    /// From `pg_encoding_to_char`'s name of the server encoding.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "UTF8" => Self::Utf8,
+            "LATIN1" => Self::Latin1,
+            "SQL_ASCII" => Self::SqlAscii,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// `bytes` as a `String`, never failing: pure ASCII as it is, then by `encoding`.
+pub fn decode(bytes: &[u8], encoding: ServerEncoding) -> String {
+    if bytes.is_ascii() {
+        // Cannot fail: ASCII is UTF-8.
+        return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+    }
+    match encoding {
+        ServerEncoding::Utf8 | ServerEncoding::SqlAscii => {
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+        ServerEncoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
+        ServerEncoding::Other => bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii() {
+                    char::from(b)
+                } else {
+                    '\u{FFFD}'
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The command word a statement starts with ("ALTER", "SELECT"), upper-cased, past leading
+/// blanks and comments; `None` when it starts with no word. The rest of a statement (its
+/// literals: passwords, personal data) is never kept or shipped.
+pub fn statement_head(query: &str) -> Option<String> {
+    let mut rest = query;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, tail)| tail);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .take(32)
+        .collect();
+    (!word.is_empty()).then(|| word.to_ascii_uppercase())
+}
+
+/// A string literal for SQL that names `text` exactly on one line: `'...'` with quotes
+/// doubled, or `E'...'` with backslash escapes when it holds control characters (a line
+/// break in a gid must not start a line of its own in a remedy).
+pub fn sql_literal(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return format!("'{}'", text.replace('\'', "''"));
+    }
+    let mut out = String::from("E'");
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_is_kept_and_other_bytes_are_decoded_or_replaced() {
+        assert_eq!(decode(b"plain", ServerEncoding::Other), "plain");
+        // "café" in LATIN1: 0xE9 is é.
+        assert_eq!(decode(b"caf\xe9", ServerEncoding::Latin1), "café");
+        assert_eq!(decode(b"caf\xe9", ServerEncoding::Utf8), "caf\u{FFFD}");
+        assert_eq!(decode("café".as_bytes(), ServerEncoding::Utf8), "café");
+        assert_eq!(decode("café".as_bytes(), ServerEncoding::SqlAscii), "café");
+        assert_eq!(decode(b"caf\xe9", ServerEncoding::SqlAscii), "caf\u{FFFD}");
+        assert_eq!(
+            decode(b"\xa4\xa2x", ServerEncoding::Other),
+            "\u{FFFD}\u{FFFD}x"
+        );
+        assert_eq!(ServerEncoding::from_name("LATIN1"), ServerEncoding::Latin1);
+        assert_eq!(ServerEncoding::from_name("EUC_JP"), ServerEncoding::Other);
+    }
+
+    #[test]
+    fn only_the_command_word_of_a_statement_is_kept() {
+        assert_eq!(
+            statement_head("ALTER ROLE app PASSWORD 'hunter2'").as_deref(),
+            Some("ALTER")
+        );
+        assert_eq!(
+            statement_head("  /* app */ -- note\n select 1").as_deref(),
+            Some("SELECT")
+        );
+        assert_eq!(statement_head("(SELECT 1)"), None);
+        assert_eq!(statement_head(""), None);
+        assert_eq!(statement_head("/* never closed"), None);
+        assert_eq!(statement_head(&"x".repeat(100)).map(|w| w.len()), Some(32));
+    }
+
+    #[test]
+    fn literals_stay_on_one_line_and_name_the_text_exactly() {
+        assert_eq!(sql_literal("it's"), "'it''s'");
+        assert_eq!(
+            sql_literal("a\nFALSE POSITIVE\\ '"),
+            "E'a\\nFALSE POSITIVE\\\\ '''"
+        );
+        assert_eq!(sql_literal("\u{7}"), "E'\\u0007'");
+        assert!(!sql_literal("x\r\ny").contains(['\n', '\r']));
+    }
+}
