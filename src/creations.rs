@@ -32,9 +32,11 @@ const PREPARED: &str = "SELECT NULL, p.gid,
 /// Text other sessions chose is read as bytes (`session_text`); of the statement only its
 /// command word is kept.
 fn transaction(row: &SpiHeapTupleData<'_>, next_xid: u32) -> SpiResult<Transaction> {
+    let gid = session_text::get_decoded(row, 2)?;
     Ok(Transaction {
         pid: row.get(1)?,
-        gid: session_text::get(row, 2)?,
+        gid_replaced: gid.as_ref().is_some_and(|g| !g.exact),
+        gid: gid.map(|g| g.text),
         age_secs: row.get(3)?.unwrap_or_default(),
         xid_age: row
             .get::<i64>(4)?

@@ -129,10 +129,10 @@ struct RawSlot {
 /// A server string as Rust text; `None` for NULL.
 fn c_text(ptr: *const std::ffi::c_char) -> Option<String> {
     // SAFETY: callers pass NULL or a NUL-terminated string the server owns.
+    // Database names may be in any encoding the database allows: decoded so that what is
+    // written back is valid in this one (`session_text`).
     (!ptr.is_null()).then(|| {
-        unsafe { std::ffi::CStr::from_ptr(ptr) }
-            .to_string_lossy()
-            .into_owned()
+        crate::session_text::decode_bytes(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes())
     })
 }
 

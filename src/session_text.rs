@@ -3,22 +3,26 @@
 //! whole statement, or the worker's whole pass, when a LATIN1 or SQL_ASCII database, or a
 //! query from another database, holds anything else.
 
-use cdc_health_rules::session_text::{decode, ServerEncoding};
+use cdc_health_rules::session_text::{decode, Decoded, ServerEncoding};
 use pgrx::prelude::*;
 use pgrx::{FromDatum, IntoDatum};
 
 /// A `text` value decoded from the server encoding, invalid bytes replaced.
-pub struct SessionText(pub String);
+pub struct SessionText(pub Decoded);
 
 fn server_encoding() -> ServerEncoding {
     // SAFETY: reads the database encoding fixed for this backend at connection time.
     let encoding = unsafe { pg_sys::GetDatabaseEncoding() } as u32;
-    match encoding {
-        e if e == pg_sys::pg_enc::PG_UTF8 => ServerEncoding::Utf8,
-        e if e == pg_sys::pg_enc::PG_LATIN1 => ServerEncoding::Latin1,
-        e if e == pg_sys::pg_enc::PG_SQL_ASCII => ServerEncoding::SqlAscii,
-        _ => ServerEncoding::Other,
+    if encoding == pg_sys::pg_enc::PG_UTF8 {
+        ServerEncoding::Utf8
+    } else {
+        ServerEncoding::NotUtf8
     }
+}
+
+/// A C string another session (or database) chose, decoded as `SessionText` is.
+pub fn decode_bytes(bytes: &[u8]) -> String {
+    decode(bytes, server_encoding()).text
 }
 
 impl FromDatum for SessionText {
@@ -43,7 +47,7 @@ impl FromDatum for SessionText {
 
 impl IntoDatum for SessionText {
     fn into_datum(self) -> Option<pg_sys::Datum> {
-        self.0.into_datum()
+        self.0.text.into_datum()
     }
 
     fn type_oid() -> pg_sys::Oid {
@@ -56,5 +60,13 @@ pub fn get(
     row: &pgrx::spi::SpiHeapTupleData<'_>,
     ordinal: usize,
 ) -> pgrx::spi::SpiResult<Option<String>> {
+    Ok(get_decoded(row, ordinal)?.map(|d| d.text))
+}
+
+/// As `get`, saying whether it came through whole.
+pub fn get_decoded(
+    row: &pgrx::spi::SpiHeapTupleData<'_>,
+    ordinal: usize,
+) -> pgrx::spi::SpiResult<Option<Decoded>> {
     Ok(row.get::<SessionText>(ordinal)?.map(|t| t.0))
 }

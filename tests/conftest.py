@@ -23,8 +23,9 @@ def make_cluster(request):
     """Factory for started clusters; each is closed at the end of the test."""
     clusters = []
 
-    def make(settings=None, name=None, start=True, extension=True):
-        c = Cluster(PG_CONFIG, name=name or request.node.name[:40], settings=settings).init()
+    def make(settings=None, name=None, start=True, extension=True, encoding="UTF8"):
+        c = Cluster(PG_CONFIG, name=name or request.node.name[:40],
+                    settings=settings).init(encoding)
         clusters.append(c)
         if start:
             c.start()

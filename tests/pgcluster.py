@@ -89,10 +89,10 @@ class Cluster:
         return os.path.join(self.bindir, name)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def init(self):
+    def init(self, encoding="UTF8"):
         subprocess.run(
             as_postgres([self.bin("initdb"), "-D", self.datadir, "-U", "postgres",
-                         "--auth=trust", "-N", "-E", "UTF8", "--locale=C"]),
+                         "--auth=trust", "-N", "-E", encoding, "--locale=C"]),
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self.write_settings()

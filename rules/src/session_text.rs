@@ -9,49 +9,44 @@
 /// The server encoding the bytes are read in, as far as decoding them needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServerEncoding {
-    /// UTF8: the bytes should be UTF-8; any that are not are replaced.
+    /// UTF8: the bytes should be UTF-8; any that are not are replaced by U+FFFD.
     Utf8,
-    /// LATIN1 (ISO 8859-1): every byte is the code point of the same number.
-    Latin1,
-    /// SQL_ASCII: no encoding at all; read as UTF-8 where it is, replaced where not.
-    SqlAscii,
-    /// Any other encoding: ASCII kept, every other byte replaced.
-    Other,
+    /// Any other (LATIN1, SQL_ASCII, ...): ASCII kept, every other byte replaced by `?`.
+    /// What the extension writes back into such a database must be ASCII: pgrx reads text
+    /// there only while it is, and a SQL_ASCII database's clients decode it as ASCII.
+    NotUtf8,
 }
 
-impl ServerEncoding {
-    /// From `pg_encoding_to_char`'s name of the server encoding.
-    pub fn from_name(name: &str) -> Self {
-        match name {
-            "UTF8" => Self::Utf8,
-            "LATIN1" => Self::Latin1,
-            "SQL_ASCII" => Self::SqlAscii,
-            _ => Self::Other,
-        }
-    }
+/// Text read from another session, and whether it came through whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub text: String,
+    /// False when bytes were replaced: the text no longer names what it came from exactly.
+    pub exact: bool,
 }
 
 /// `bytes` as a `String`, never failing: pure ASCII as it is, then by `encoding`.
-pub fn decode(bytes: &[u8], encoding: ServerEncoding) -> String {
+pub fn decode(bytes: &[u8], encoding: ServerEncoding) -> Decoded {
     if bytes.is_ascii() {
         // Cannot fail: ASCII is UTF-8.
-        return String::from_utf8(bytes.to_vec()).unwrap_or_default();
+        let text = String::from_utf8(bytes.to_vec()).unwrap_or_default();
+        return Decoded { text, exact: true };
     }
     match encoding {
-        ServerEncoding::Utf8 | ServerEncoding::SqlAscii => {
-            String::from_utf8_lossy(bytes).into_owned()
-        }
-        ServerEncoding::Latin1 => bytes.iter().map(|&b| char::from(b)).collect(),
-        ServerEncoding::Other => bytes
-            .iter()
-            .map(|&b| {
-                if b.is_ascii() {
-                    char::from(b)
-                } else {
-                    '\u{FFFD}'
-                }
-            })
-            .collect(),
+        ServerEncoding::Utf8 => match String::from_utf8(bytes.to_vec()) {
+            Ok(text) => Decoded { text, exact: true },
+            Err(e) => Decoded {
+                text: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                exact: false,
+            },
+        },
+        ServerEncoding::NotUtf8 => Decoded {
+            text: bytes
+                .iter()
+                .map(|&b| if b.is_ascii() { char::from(b) } else { '?' })
+                .collect(),
+            exact: false,
+        },
     }
 }
 
@@ -107,19 +102,27 @@ mod tests {
 
     #[test]
     fn ascii_is_kept_and_other_bytes_are_decoded_or_replaced() {
-        assert_eq!(decode(b"plain", ServerEncoding::Other), "plain");
-        // "café" in LATIN1: 0xE9 is é.
-        assert_eq!(decode(b"caf\xe9", ServerEncoding::Latin1), "café");
-        assert_eq!(decode(b"caf\xe9", ServerEncoding::Utf8), "caf\u{FFFD}");
-        assert_eq!(decode("café".as_bytes(), ServerEncoding::Utf8), "café");
-        assert_eq!(decode("café".as_bytes(), ServerEncoding::SqlAscii), "café");
-        assert_eq!(decode(b"caf\xe9", ServerEncoding::SqlAscii), "caf\u{FFFD}");
+        let text = |b: &[u8], e| decode(b, e).text;
         assert_eq!(
-            decode(b"\xa4\xa2x", ServerEncoding::Other),
-            "\u{FFFD}\u{FFFD}x"
+            decode(b"plain", ServerEncoding::NotUtf8),
+            Decoded {
+                text: "plain".into(),
+                exact: true
+            }
         );
-        assert_eq!(ServerEncoding::from_name("LATIN1"), ServerEncoding::Latin1);
-        assert_eq!(ServerEncoding::from_name("EUC_JP"), ServerEncoding::Other);
+        assert_eq!(
+            decode("café".as_bytes(), ServerEncoding::Utf8),
+            Decoded {
+                text: "café".into(),
+                exact: true
+            }
+        );
+        // "café" in LATIN1 (0xE9 is é) seen from a UTF8 database, and in a LATIN1 one.
+        assert_eq!(text(b"caf\xe9", ServerEncoding::Utf8), "caf\u{FFFD}");
+        assert_eq!(text(b"caf\xe9", ServerEncoding::NotUtf8), "caf?");
+        assert_eq!(text("café".as_bytes(), ServerEncoding::NotUtf8), "caf??");
+        assert!(!decode(b"caf\xe9", ServerEncoding::Utf8).exact);
+        assert!(!decode(b"caf\xe9", ServerEncoding::NotUtf8).exact);
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub struct Transaction {
     pub pid: Option<i32>,
     /// Global id of a prepared transaction.
     pub gid: Option<String>,
+    /// The gid had bytes that could not be read as they are (`session_text::decode`), so it
+    /// is not written into a command.
+    #[serde(skip)]
+    pub gid_replaced: bool,
     /// Seconds since the transaction started (prepared: since it was prepared).
     pub age_secs: f64,
     /// `age()` of its xid (or xmin), in transactions: how far back it holds the horizon.
@@ -100,14 +104,16 @@ impl Transaction {
         match (&self.gid, self.pid) {
             // The gid goes into the command only whole, on one line, and when short: a
             // cut one would name another transaction, or none.
-            (Some(gid), _) if gid.chars().count() <= QUOTED_MAX_CHARS => format!(
-                "{}: COMMIT PREPARED {} or ROLLBACK PREPARED it.",
-                self.describe(),
-                sql_literal(gid)
-            ),
+            (Some(gid), _) if !self.gid_replaced && gid.chars().count() <= QUOTED_MAX_CHARS => {
+                format!(
+                    "{}: COMMIT PREPARED {} or ROLLBACK PREPARED it.",
+                    self.describe(),
+                    sql_literal(gid)
+                )
+            }
             (Some(_), _) => format!(
                 "{}: COMMIT PREPARED or ROLLBACK PREPARED it, with its whole gid as \
-                 pg_prepared_xacts shows it (too long to repeat here).",
+                 pg_prepared_xacts shows it (too long or not readable here).",
                 self.describe()
             ),
             (None, Some(pid)) => format!(
@@ -223,6 +229,7 @@ mod tests {
         Transaction {
             pid: Some(pid),
             gid: None,
+            gid_replaced: false,
             age_secs: age,
             xid_age: Some(10),
             state: Some("idle in transaction".into()),
@@ -344,6 +351,9 @@ mod tests {
             short_remedy.contains("COMMIT PREPARED E'x''\\nFALSE POSITIVE"),
             "the exact gid, escaped: {short_remedy}"
         );
+        let mut unreadable = prepared("pr?par?", 10.0);
+        unreadable.gid_replaced = true;
+        assert!(!unreadable.remedy().contains("COMMIT PREPARED '"));
         let long_remedy = prepared(gid, 10.0).remedy();
         assert!(
             long_remedy.contains("whole gid as pg_prepared_xacts shows it")
