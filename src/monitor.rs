@@ -57,6 +57,8 @@ pub enum Untracked {
     NotPreloaded,
     /// More slots than `cdc_health.max_tracked_slots`.
     NoRoom,
+    /// Created since the worker's last pass: there is room, it is just not sampled yet.
+    NotYetSampled,
 }
 
 /// One slot as seen now, with its verdict.
@@ -113,6 +115,8 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
         settings::history_limits(),
         settings::forecast_ceiling_bytes(),
     );
+    // Whether a slot without an entry could have one (read path only: a pass assigns them).
+    let mut room = false;
     let mut histories: Option<Vec<Option<HistoryView>>> = if record {
         let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
         shmem::write_assigned(&names, |entries, assigned| {
@@ -132,6 +136,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     } else {
         shmem::read(|entries| {
             let at = shmem::locate(entries, slots.iter().map(|s| s.slot_name.as_str()));
+            room = entries.iter().filter(|e| e.in_use).count() < settings::max_tracked_slots();
             at.into_iter()
                 .map(|at| at.map(|i| view_of((i, &entries[i]), now, &hist_limits, ceiling)))
                 .collect()
@@ -211,6 +216,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 None => (None, Untracked::NotPreloaded),
                 Some(h) => match h[i].take() {
                     Some(view) => (Some(view), Untracked::No),
+                    None if room => (None, Untracked::NotYetSampled),
                     None => (None, Untracked::NoRoom),
                 },
             };
@@ -314,10 +320,12 @@ pub fn detail(
             ("passes", w.passes.into()),
             (
                 "history",
-                if untracked == Untracked::NoRoom {
-                    "not kept: more slots than cdc_health.max_tracked_slots"
-                } else {
-                    "kept"
+                match untracked {
+                    Untracked::NoRoom => "not kept: more slots than cdc_health.max_tracked_slots",
+                    Untracked::NotYetSampled => {
+                        "not sampled yet: the slot is newer than the worker's last pass"
+                    }
+                    _ => "kept",
                 }
                 .into(),
             ),

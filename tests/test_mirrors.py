@@ -81,6 +81,30 @@ def test_every_supported_type_reads_back(make_cluster, ch):
     assert pg.one("SELECT missing FROM renamed") == 1
 
 
+def test_a_string_with_a_nul_byte_is_refused_naming_the_column(make_cluster, ch):
+    """PostgreSQL's text cannot hold NUL; ClickHouse's String can."""
+    ch.query("DROP TABLE IF EXISTS default.nul")
+    ch.query("CREATE TABLE default.nul (id UInt32, s String, at DateTime) ENGINE = Memory")
+    ch.query("INSERT INTO default.nul VALUES (1, 'fine', now()), (2, 'a\\0b', now())")
+    pg = make_cluster()
+    clickhouse_server(pg, ch)
+    pg.sql("CREATE FOREIGN TABLE nul (id integer, s text, at timestamptz) SERVER ch "
+           "OPTIONS (table 'default.nul')")
+    assert pg.sql("SELECT id FROM nul ORDER BY id") == [(1,), (2,)], "other columns read"
+    for query in ("SELECT s FROM nul", "SELECT max(s) FROM nul", "SELECT min(s) FROM nul",
+                  "SELECT s FROM nul ORDER BY s LIMIT 1 OFFSET 1"):
+        with pytest.raises(psycopg2.Error) as e:
+            pg.sql(query)
+        assert 'column "s"' in e.value.pgerror and "NUL" in e.value.pgerror, (query, e.value.pgerror)
+        assert e.value.pgcode == "22021", (query, e.value.pgcode)
+    # verify_mirror's own aggregates (min and max of a String key) refuse it too.
+    pg.sql("CREATE TABLE src (id integer, s text, at timestamptz DEFAULT now())")
+    pg.sql("SELECT cdc_health.add_mirror('nul', 'src', 'at', 'nul', 'at')")
+    with pytest.raises(psycopg2.Error) as e:
+        pg.sql("SELECT * FROM cdc_health.verify_mirror('nul', 's')")
+    assert e.value.pgcode == "22021" and "NUL" in e.value.pgerror, e.value.pgerror
+
+
 def test_options_are_validated(make_cluster, ch):
     pg = make_cluster()
     wrap = "FOREIGN DATA WRAPPER cdc_health_clickhouse"

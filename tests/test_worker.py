@@ -446,6 +446,16 @@ def test_slots_beyond_max_tracked_are_assessed_without_history(make_cluster):
     assert pg.one("SELECT untracked_slots FROM cdc_health.worker_status()") == 1
 
 
+def test_a_slot_newer_than_the_last_pass_is_called_not_sampled_yet(make_cluster):
+    pg = make_cluster({**WORKER, "cdc_health.interval": "1h"})
+    wait_for(lambda: worker(pg)["passes"] >= 1, what="the first pass")
+    pg.sql("SELECT pg_create_physical_replication_slot('brand_new', true)")
+    history = pg.health("brand_new")["detail"]["worker"]["history"]
+    assert history == "not sampled yet: the slot is newer than the worker's last pass", history
+    pg.sql("SELECT cdc_health.check_now()")
+    assert pg.health("brand_new")["detail"]["worker"]["history"] == "kept"
+
+
 def test_reminders_rewrite_no_row_and_resume_an_interval_after_a_restart(make_cluster):
     pg = make_cluster({**WORKER, "cdc_health.alert_reminder_interval": "2s"})
     wait_for(lambda: worker(pg)["running"] and worker(pg)["extension_present"], what="the worker")

@@ -233,11 +233,17 @@ impl SlotTrack {
     /// The span the fit covers: the forecast window, widened to 2.5 sampling intervals when
     /// samples come further apart (a 10 s window at a 1 h interval), since a window that can
     /// never hold three samples would never give a forecast.
-    fn fit_window(&self, window_secs: f64) -> f64 {
+    ///
+    /// The window ends at `now`, which lies up to an interval after the last sample: the
+    /// widening counts that time too (up to one interval), or between two samples the
+    /// window would hold only two and the forecast would come and go with the clock.
+    fn fit_window(&self, now: f64, window_secs: f64) -> f64 {
         let mut times = self.points.iter().rev().map(|p| p.at);
         match (times.next(), times.next()) {
             (Some(last), Some(before)) if (last - before).is_finite() => {
-                window_secs.max(2.5 * (last - before))
+                let interval = last - before;
+                let since_last = (now - last).clamp(0.0, interval.max(0.0));
+                window_secs.max(2.5 * interval + since_last)
             }
             _ => window_secs,
         }
@@ -248,7 +254,7 @@ impl SlotTrack {
     /// points where they lie: collecting them (a kilobyte per ring) and moving the copies
     /// around was most of the forecast's time, which every slot pays every pass.
     fn fit(&self, now: f64, window_secs: f64) -> Option<Fit> {
-        let window = self.fit_window(window_secs);
+        let window = self.fit_window(now, window_secs);
         let since = now - window;
         let within = move |&(t, _): &(f64, f64)| since <= t && t <= now;
         let samples = || {
@@ -875,6 +881,25 @@ mod tests {
         assert_eq!(f.to, ForecastTarget::Budget);
         assert!((f.growth_bytes_per_sec.unwrap() - 100.0).abs() < 1e-9);
         assert!((f.eta_secs.unwrap() - 900.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sparse_samples_still_give_an_eta() {
+        // interval 256 s, forecast_window 600 s: steady growth over 4 samples, asked at any
+        // time before the next sample.
+        let samples: Vec<Sample> = (0..4)
+            .map(|i| logical(256.0 * f64::from(i), 1000 + 1_000_000 * i as u64, 1000))
+            .collect();
+        let track = track_of(samples);
+        let limits = HistoryLimits {
+            forecast_window_secs: 600.0,
+            ..HistoryLimits::default()
+        };
+        for after in (0..256).map(f64::from) {
+            let f = forecast(&track, T0 + 768.0 + after, 100 * MB, &limits);
+            assert!(f.growth_bytes_per_sec.is_some(), "{after}: {f:?}");
+            assert!(f.eta_secs.is_some(), "{after}: {f:?}");
+        }
     }
 
     #[test]

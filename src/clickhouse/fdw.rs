@@ -336,11 +336,9 @@ unsafe extern "C-unwind" fn iterate_scan(
 /// Runs the column type's input function; an error names the column and the value.
 unsafe fn convert(relid: pg_sys::Oid, input: &mut Input, text: String) -> pg_sys::Datum {
     let shown: String = text.chars().take(100).collect();
+    super::refuse_nul(relid, &format!("column \"{}\"", input.column), &text);
     let Ok(cstring) = CString::new(text) else {
-        fail(
-            relid,
-            format!("column \"{}\": the value contains a NUL byte", input.column),
-        )
+        unreachable!("refuse_nul returned for a value with a NUL byte")
     };
     let function = &mut input.function as *mut pg_sys::FmgrInfo;
     let (ioparam, typmod) = (input.ioparam, input.typmod);

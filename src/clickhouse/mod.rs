@@ -74,12 +74,28 @@ pub fn new_reader() -> RowReader {
 }
 
 fn fail(relid: pg_sys::Oid, why: String) -> ! {
+    fail_with(relid, PgSqlErrorCode::ERRCODE_FDW_ERROR, why)
+}
+
+fn fail_with(relid: pg_sys::Oid, code: PgSqlErrorCode, why: String) -> ! {
     ereport!(
         PgLogLevel::ERROR,
-        PgSqlErrorCode::ERRCODE_FDW_ERROR,
+        code,
         format!("foreign table {}: {why}", relation_name(relid))
     );
     unreachable!()
+}
+
+/// PostgreSQL's text cannot hold a NUL byte (its input refuses one with 22021); ClickHouse's
+/// String can. Such a value is refused by name rather than cut or passed on with it inside.
+fn refuse_nul(relid: pg_sys::Oid, what: &str, value: &str) {
+    if value.contains('\0') {
+        fail_with(
+            relid,
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            format!("{what}: the value contains a NUL byte, which PostgreSQL text cannot hold"),
+        )
+    }
 }
 
 impl Remote {
@@ -198,6 +214,9 @@ pub fn aggregate(relid: pg_sys::Oid, select_list: &str) -> (Vec<Option<String>>,
             .map(|r| r.to_vec());
     }
     let row = first.unwrap_or_else(|| fail(relid, "the aggregate returned no row".into()));
+    for value in row.iter().flatten() {
+        refuse_nul(relid, "an aggregate of the mirror check", value);
+    }
     (row, stream.bytes_received)
 }
 
