@@ -331,17 +331,68 @@ def test_slow_and_surplus_clients_do_not_stall_scrapes_or_the_worker(served):
     slow.sendall(b"GET /metr")
     status, _, took = timed_get(port)
     assert status == 200
-    # Eight idle connections fill the places; the next one is refused at once, not queued.
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(7)]
-    time.sleep(0.5)
-    status, answer = raw(port, b"GET /metrics HTTP/1.1\r\n\r\n")
-    assert status == 503, answer[:200]
     slow.settimeout(10)
     assert slow.recv(4096).startswith(b"HTTP/1.1 408"), "the slow client is timed out"
+    # 64 fresh idle connections fill the places; the next silent one is refused at once,
+    # not queued, and pushes out none of them (they are too new to be called slow) ...
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+    time.sleep(0.3)
+    silent = socket.create_connection(("127.0.0.1", port))
+    silent.settimeout(5)
+    assert silent.recv(4096).startswith(b"HTTP/1.1 503"), "refused at once"
+    silent.close()
+    # ... while a whole request is answered all the same.
+    status, answer = raw(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+    assert status == 200, answer[:200]
     for s in idle + [slow]:
         s.close()
     wait_for(lambda: serving(port), what="places freed")
     assert worker_passes(pg) > start_passes + 2, "slot monitoring went on"
+
+
+def test_clients_trickling_their_heads_cannot_keep_scrapers_out(served):
+    """Slowloris: more trickling clients than places, each sending a byte a second and back
+    at once when closed. Each was given 5 s for its head, and 8 of them kept every scrape out."""
+    pg, port = served
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", port), timeout=2)
+                s.settimeout(0.05)
+                for byte in b"GET /metrics HTTP/1.1\r\nX-Slow: " + b"z" * 100:
+                    if stop.is_set():
+                        break
+                    s.sendall(bytes([byte]))
+                    try:
+                        s.recv(64)
+                        break  # answered (408, 503) or closed: come back at once
+                    except socket.timeout:
+                        pass
+                    stop.wait(1.0)
+                s.close()
+            except OSError:
+                stop.wait(0.05)
+
+    threads = [threading.Thread(target=trickle, daemon=True) for _ in range(80)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(3)  # every place is taken by now
+        answered = 0
+        tries = 30
+        for _ in range(tries):
+            status, _body = get(port, timeout=3)[:2]
+            answered += status == 200
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    print(f"slowloris: {answered} of {tries} scrapes answered")
+    assert answered >= tries * 0.9, f"{answered} of {tries} scrapes answered"
+    assert serving(port)
 
 
 def test_bad_address_and_port_in_use_are_logged_retried_and_rebound(make_cluster):

@@ -139,6 +139,43 @@ pub fn metrics_head(len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// What to do with a new connection to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Accept,
+    /// Accept it in place of the client at this index, which is told 408 and closed.
+    Evict(usize),
+    /// Answer 503 and close it.
+    Refuse,
+}
+
+/// A connected client as admission sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    /// Seconds since it connected.
+    pub age_secs: f64,
+    /// Still sending its request head (not yet answered).
+    pub reading: bool,
+}
+
+/// Admission at `capacity` places. A scraper sends its whole head at once, so a client still
+/// reading after `patience_secs` is slow or hostile: when every place is taken, the longest
+/// such reader makes room for the newcomer. A newcomer whose whole request is already in
+/// (`ready`) may push out any reader, however new: trickling clients that come back at once
+/// after each 408 or 503 keep every place young, and must still not keep a scraper out. A
+/// burst of fresh connections that sent nothing gets 503s rather than pushing out one another.
+pub fn admit(places: &[Place], capacity: usize, patience_secs: f64, ready: bool) -> Admission {
+    if places.len() < capacity {
+        return Admission::Accept;
+    }
+    places
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.reading && (ready || p.age_secs >= patience_secs))
+        .max_by(|(_, a), (_, b)| a.age_secs.total_cmp(&b.age_secs))
+        .map_or(Admission::Refuse, |(i, _)| Admission::Evict(i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +290,20 @@ mod tests {
         assert!(!same_secret(b"abc", b"abd"));
         assert!(!same_secret(b"abc", b"abcd"));
         assert!(same_secret(b"", b""));
+    }
+
+    #[test]
+    fn a_full_endpoint_evicts_the_longest_slow_reader_and_refuses_a_burst() {
+        let p = |age_secs, reading| Place { age_secs, reading };
+        assert_eq!(admit(&[p(9.0, true)], 2, 1.0, false), Admission::Accept);
+        let full = [p(0.2, true), p(3.0, true), p(4.0, false), p(2.0, true)];
+        assert_eq!(admit(&full, 4, 1.0, false), Admission::Evict(1));
+        // Being answered, or too new to be called slow: nobody makes room ...
+        let fresh = [p(0.2, true), p(0.9, true), p(4.0, false)];
+        assert_eq!(admit(&fresh, 3, 1.0, false), Admission::Refuse);
+        assert_eq!(admit(&[], 0, 1.0, false), Admission::Refuse);
+        // ... unless the newcomer's request is whole: then the oldest reader goes.
+        assert_eq!(admit(&fresh, 3, 1.0, true), Admission::Evict(1));
+        assert_eq!(admit(&[p(4.0, false)], 1, 1.0, true), Admission::Refuse);
     }
 }

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use cdc_health_rules::scrape::{self, Parsed, Reply};
+use cdc_health_rules::scrape::{self, admit, Admission, Parsed, Place, Reply};
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
 };
@@ -20,8 +20,18 @@ use pgrx::prelude::*;
 
 use crate::settings;
 
-/// Connections served at once; more are answered 503 and closed.
-const MAX_CLIENTS: usize = 8;
+/// Connections served at once. When all are taken, a client that has been sending its head
+/// for `PATIENCE` makes room for the newcomer (`scrape::admit`); else the newcomer is
+/// answered 503 and closed.
+const MAX_CLIENTS: usize = 64;
+/// How long a client may take over its request head before a newcomer may push it out.
+const PATIENCE: Duration = Duration::from_secs(1);
+/// While every place is taken, a newcomer's head is waited for up to this long before it is
+/// judged (a scraper's arrives within microseconds of its connection) ...
+const HEAD_WAIT: Duration = Duration::from_millis(5);
+/// ... and all newcomers' waits in one turn together at most this long, so silent
+/// connections cannot stall the loop (one that sent a byte ends its wait at once).
+const HEAD_WAITS_PER_TURN: Duration = Duration::from_millis(20);
 /// Time to send the request head.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
 /// Time to take the whole answer.
@@ -72,6 +82,7 @@ struct Client {
     output: Option<Vec<u8>>,
     sent: usize,
     deadline: Instant,
+    connected_at: Instant,
 }
 
 /// Refusals since the last log line about them.
@@ -231,7 +242,7 @@ impl Server {
                 revents == 0 || serve(c, token, &mut self.refusals)
             });
             if offset == 1 && fds[0].revents != 0 {
-                self.accept();
+                self.accept(token);
             }
         }
         let now = Instant::now();
@@ -249,38 +260,86 @@ impl Server {
         self.refusals.flush();
     }
 
-    fn accept(&mut self) {
+    fn accept(&mut self, token: Option<&str>) {
         let Some(listener) = &self.listener else {
             return;
         };
+        let mut waited = Duration::ZERO;
         // A bounded number per turn, so a flood cannot keep the loop from the clients.
         for _ in 0..(MAX_CLIENTS * 2) {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if self.clients.len() >= MAX_CLIENTS || stream.set_nonblocking(true).is_err() {
-                        self.refusals.note(503, peer);
-                        let mut stream = stream;
-                        let _ = stream.set_nonblocking(true);
-                        let _ = stream.write(&scrape::refusal(503, "Service Unavailable"));
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    self.clients.push(Client {
-                        stream,
-                        peer,
-                        input: Vec::new(),
-                        output: None,
-                        sent: 0,
-                        deadline: Instant::now() + READ_DEADLINE,
-                    });
-                }
+            let (stream, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // Out of descriptors or the like: try again next turn.
                 Err(_) => return,
+            };
+            let mut stream = stream;
+            if stream.set_nonblocking(true).is_err() {
+                self.refusals.note(503, peer);
+                let _ = stream.write(&scrape::refusal(503, "Service Unavailable"));
+                continue;
             }
+            let _ = stream.set_nodelay(true);
+            let now = Instant::now();
+            let mut client = Client {
+                stream,
+                peer,
+                input: Vec::new(),
+                output: None,
+                sent: 0,
+                deadline: now + READ_DEADLINE,
+                connected_at: now,
+            };
+            let full = self.clients.len() >= MAX_CLIENTS;
+            if full && waited < HEAD_WAITS_PER_TURN {
+                let wait = HEAD_WAIT.min(HEAD_WAITS_PER_TURN - waited);
+                wait_readable(&client.stream, wait);
+                waited += now.elapsed();
+            }
+            // What it sent already is read now: a whole request is answered at once, and
+            // when the answer fits the socket's buffer it needs no place at all.
+            if !serve(&mut client, token, &mut self.refusals) {
+                continue;
+            }
+            let places: Vec<Place> = self
+                .clients
+                .iter()
+                .map(|c| Place {
+                    age_secs: now.duration_since(c.connected_at).as_secs_f64(),
+                    reading: c.output.is_none(),
+                })
+                .collect();
+            let ready = client.output.is_some();
+            match admit(&places, MAX_CLIENTS, PATIENCE.as_secs_f64(), ready) {
+                Admission::Accept => {}
+                Admission::Evict(i) => {
+                    let mut slow = self.clients.swap_remove(i);
+                    self.refusals.note(408, slow.peer);
+                    let _ = slow.stream.write(&scrape::refusal(408, "Request Timeout"));
+                }
+                Admission::Refuse => {
+                    self.refusals.note(503, peer);
+                    let _ = client
+                        .stream
+                        .write(&scrape::refusal(503, "Service Unavailable"));
+                    continue;
+                }
+            }
+            self.clients.push(client);
         }
     }
+}
+
+/// Waits up to `wait` for `stream` to have something to read.
+fn wait_readable(stream: &TcpStream, wait: Duration) {
+    let mut fd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a signal or an error just ends the wait early.
+    unsafe { libc::poll(&mut fd, 1, wait.as_millis().max(1) as libc::c_int) };
 }
 
 /// Reads or writes what the socket takes now; false when the connection is done.
