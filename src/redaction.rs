@@ -1,16 +1,19 @@
-//! Keeps secret settings out of the server log.
+//! Keeps secrets out of the server log.
 //!
 //! PostgreSQL logs the new value of every setting changed at reload ("parameter ... changed
-//! to ...") and, with `log_statement`, the `ALTER SYSTEM` that set it. An `emit_log_hook`
-//! rewrites those lines for our secret settings and hides the statement of any report made
-//! while such a statement runs.
+//! to ..."), with `log_statement` the `ALTER SYSTEM` that set it, and with an error the
+//! statement that failed (`log_min_error_statement`, `error` by default): a refused
+//! `add_sink(...)` call would log its URL's password and its routing key. An `emit_log_hook`
+//! cuts every message after the first mention of a marker (`log_redaction::MARKERS`) and
+//! hides the statement of any report made while a statement with a marker runs.
+//!
+//! The hook runs inside error reporting, in every backend: it allocates nothing, raises
+//! nothing and reads each string once (the message is cut in place).
 
 use std::ffi::CStr;
 
+use cdc_health_rules::log_redaction::{redact_message, redact_parameters, statement_has_secret};
 use pgrx::pg_sys;
-
-/// Settings whose values never reach the log.
-const SECRET_SETTINGS: [&str; 1] = ["cdc_health.metrics_auth_token"];
 
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
@@ -23,36 +26,41 @@ pub fn init() {
     }
 }
 
-fn secret_in(text: &[u8]) -> Option<&'static str> {
-    SECRET_SETTINGS.into_iter().find(|name| {
-        text.windows(name.len())
-            .any(|w| w.eq_ignore_ascii_case(name.as_bytes()))
-    })
+/// A report's C string as its bytes and its NUL, to be cut in place.
+///
+/// # Safety
+/// `text` is NULL or a NUL-terminated string this code may write inside of (a report's
+/// palloc'd message or detail, freed by PostgreSQL after the hook whatever it holds).
+unsafe fn c_string_bytes<'a>(text: *mut std::ffi::c_char) -> Option<&'a mut [u8]> {
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: as the function's contract says; the length includes the NUL.
+    unsafe {
+        let len = CStr::from_ptr(text).to_bytes_with_nul().len();
+        Some(std::slice::from_raw_parts_mut(text.cast::<u8>(), len))
+    }
 }
 
-/// Must not raise an error: it runs inside error reporting.
+/// Must not raise an error or allocate: it runs inside error reporting.
 unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
-    if let Some(edata) = edata.as_mut() {
-        if !edata.message.is_null() {
-            let message = CStr::from_ptr(edata.message).to_bytes();
-            if let Some(name) = secret_in(message) {
-                let text = format!("{}: (a secret setting: {name}; value not logged)\0", {
-                    // Keep the report's kind ("parameter ... changed to", "statement").
-                    let cut = message
-                        .iter()
-                        .position(|&b| b == b'"' || b == b':')
-                        .unwrap_or(message.len());
-                    String::from_utf8_lossy(&message[..cut]).trim().to_string()
-                });
-                edata.message = pg_sys::pstrdup(text.as_ptr().cast());
+    // SAFETY: PostgreSQL passes the report being emitted (or NULL); its message and detail
+    // are NULL or NUL-terminated palloc'd strings that it frees after this hook.
+    unsafe {
+        if let Some(edata) = edata.as_mut() {
+            if let Some(message) = c_string_bytes(edata.message) {
+                redact_message(message);
+            }
+            let query = pg_sys::debug_query_string;
+            if !query.is_null() && statement_has_secret(CStr::from_ptr(query).to_bytes()) {
+                edata.hide_stmt = true;
+                if let Some(detail) = c_string_bytes(edata.detail) {
+                    redact_parameters(detail);
+                }
             }
         }
-        let query = pg_sys::debug_query_string;
-        if !query.is_null() && secret_in(CStr::from_ptr(query).to_bytes()).is_some() {
-            edata.hide_stmt = true;
+        if let Some(prev) = PREV_EMIT_LOG_HOOK {
+            prev(edata);
         }
-    }
-    if let Some(prev) = PREV_EMIT_LOG_HOOK {
-        prev(edata);
     }
 }

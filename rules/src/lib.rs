@@ -17,6 +17,7 @@ pub mod history_pacing;
 pub mod history_rollup;
 pub mod idle_timeout;
 pub mod json;
+pub mod log_redaction;
 pub mod lsn;
 pub mod mirrors;
 pub mod observation;
