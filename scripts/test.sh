@@ -16,6 +16,9 @@ step() { printf '\n=== %s\n' "$*"; }
 step "released SQL scripts are frozen"
 bash scripts/check-released.sh
 
+step "the layers of src/: every import points down (docs/ARCHITECTURE.md)"
+/usr/bin/python3 scripts/check-layers.py
+
 step "unit tests of the decision rules"
 cargo test -p cdc_health_rules
 

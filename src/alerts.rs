@@ -16,7 +16,6 @@ use pgrx::spi::{SpiClient, SpiHeapTupleData, SpiResult};
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::monitor::Applied;
 use crate::open_alerts::{self, Known};
 use crate::settings;
 
@@ -56,7 +55,7 @@ impl Scope<'_> {
 }
 
 fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAlert>> {
-    let rows = crate::plans::select(
+    let rows = crate::pg::plans::select(
         client,
         &format!(
             "SELECT id, subject, finding, severity,
@@ -91,7 +90,7 @@ fn load_recently_resolved(
     scope: Scope<'_>,
     holddown: f64,
 ) -> SpiResult<Vec<ResolvedAlert>> {
-    let rows = crate::plans::select(
+    let rows = crate::pg::plans::select(
         client,
         &format!(
             "SELECT id, subject, finding, pg_catalog.date_part('epoch', resolved_at)
@@ -124,7 +123,7 @@ fn load_recently_resolved(
 
 /// The transaction's time as ISO 8601 UTC, for payloads.
 pub(crate) fn now_text() -> SpiResult<String> {
-    Ok(crate::sampling::read_one::<String>(
+    Ok(crate::pg::spi::read_one::<String>(
         "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.now()),
                                    'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
         &[],
@@ -258,6 +257,16 @@ pub fn resolve_subject(subject: &str) -> SpiResult<Vec<Applied>> {
         }
     }
     Ok(applied)
+}
+
+/// A transition that was written and sent.
+pub struct Applied {
+    pub event: &'static str,
+    pub alert_id: i64,
+    pub subject: String,
+    pub finding: &'static str,
+    pub severity: &'static str,
+    pub summary: String,
 }
 
 /// Row values an event is reported with.
@@ -455,7 +464,7 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         &[settings::notify_channel().into(), text.into()],
     )?;
     // The sinks get the whole row (they are the owner's), queued in this same transaction.
-    crate::delivery::outbox::enqueue(&Transition {
+    crate::outbox::enqueue(&Transition {
         delivery_id: 0,
         alert_id: r.id,
         event: event.as_str().to_string(),
@@ -468,7 +477,7 @@ fn notify(event: Event, r: Reported, time: &str) -> SpiResult<Applied> {
         summary: r.summary.clone(),
         remediation: r.remediation.clone(),
         detail: r.detail.clone(),
-        cluster: crate::delivery::outbox::cluster(),
+        cluster: crate::outbox::cluster(),
     })?;
     let line = format!(
         "cdc_health: alert {} {} on {}: {} ({}): {}",
@@ -501,7 +510,7 @@ pub fn announce(
     finding: Finding,
     detail: Value,
 ) -> SpiResult<Applied> {
-    let id = crate::sampling::read_one::<i64>(
+    let id = crate::pg::spi::read_one::<i64>(
         "SELECT id FROM cdc_health.alerts WHERE subject OPERATOR(pg_catalog.=) $1 \
          AND finding OPERATOR(pg_catalog.=) $2 AND resolved_at IS NULL",
         &[subject.into(), finding.code.as_str().into()],

@@ -4,8 +4,8 @@
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
-use crate::jsonb::Jsonb;
-use crate::projection::Columns;
+use crate::pg::jsonb::Jsonb;
+use crate::pg::projection::Columns;
 use crate::{monitor, settings, shmem};
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
@@ -44,7 +44,7 @@ impl WorkerRow {
                 "the worker waits for ALTER EXTENSION cdc_health UPDATE in database \"{}\" \
                  (the library is version {})",
                 settings::database(),
-                monitor::LIBRARY_VERSION
+                crate::pg::extension::LIBRARY_VERSION
             )),
             Some(w) if w.pid != 0 && !w.extension_present => Some(format!(
                 "the worker waits for CREATE EXTENSION cdc_health in database \"{}\"",
@@ -104,6 +104,7 @@ fn cdc_health(
     const SUMMARY: usize = 8;
     const REMEDIATION: usize = 17;
     const DETAIL: usize = 18;
+    // SAFETY: this call's own fcinfo, during the call.
     let columns = unsafe { Columns::of_call(fcinfo) };
     let (server, views) =
         monitor::observe(false).unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
@@ -173,7 +174,7 @@ mod cdc_health {
     use pgrx::prelude::*;
 
     use super::timestamptz;
-    use crate::jsonb::Jsonb;
+    use crate::pg::jsonb::Jsonb;
     use crate::{monitor, settings, shmem};
 
     /// Runs one monitoring pass now (waiting for a running one) and returns the alert events it
@@ -190,8 +191,8 @@ mod cdc_health {
             name!(summary, String),
         ),
     > {
-        if unsafe { pg_sys::RecoveryInProgress() } {
-            crate::errors::raise(
+        if crate::pg::backend::in_recovery() {
+            crate::pg::errors::raise(
                 PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
                 "cdc_health.check_now() writes alerts and history and cannot run on a standby"
                     .into(),
@@ -277,9 +278,9 @@ mod cdc_health {
             name!(note, Option<String>),
         ),
     > {
-        let waiting = crate::creations::in_progress()
+        let waiting = crate::slots::creations::in_progress()
             .unwrap_or_else(|e| error!("cdc_health.slot_creations(): {e}"));
-        let note = if unsafe { pg_sys::RecoveryInProgress() } {
+        let note = if crate::pg::backend::in_recovery() {
             Some("on a standby no standby snapshot can be logged: run SELECT pg_log_standby_snapshot() on the primary")
         } else if shmem::worker_status().is_none_or(|w| w.pid == 0) {
             Some("no background worker: standby snapshots are not logged")
@@ -288,7 +289,7 @@ mod cdc_health {
         } else {
             None
         };
-        let now = monitor::now_secs();
+        let now = crate::pg::clock::now_secs();
         let rows: Vec<_> = waiting
             .into_iter()
             .map(|c| {
@@ -322,13 +323,13 @@ mod cdc_health {
         width: default!(i32, 48),
     ) -> Option<String> {
         if !(1..=1000).contains(&width) {
-            crate::errors::invalid_parameter(format!(
+            crate::pg::errors::invalid_parameter(format!(
                 "cdc_health.sparkline: width must be between 1 and 1000, not {width}"
             ));
         }
         // Our statement, not the caller's search_path (whose operators would run as the
         // caller, a superuser among them).
-        let _path = crate::role::Switched::safe_search_path();
+        let _path = crate::pg::role::Switched::safe_search_path();
         let values: Vec<Option<f64>> = Spi::connect(|client| {
             client
                 .select(

@@ -14,8 +14,8 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use crate::monitor::SlotView;
-use crate::sampling::read_one;
+use crate::pg::spi::read_one;
+use crate::slots::view::SlotView;
 use crate::{settings, shmem};
 
 /// Old rows deleted per pass: small batches keep each pass short and its WAL low.

@@ -8,27 +8,19 @@ use pgrx::prelude::*;
 mod alerts;
 mod api;
 mod clickhouse;
-mod creations;
 mod delivery;
-mod errors;
 mod history;
-mod http_client;
-mod jsonb;
 mod metrics;
 mod mirrors;
 mod monitor;
 mod open_alerts;
-mod plans;
-mod projection;
-mod redaction;
+mod outbox;
+mod pg;
 mod released;
-mod role;
-mod sampling;
 mod schema;
-mod session_text;
 mod settings;
 mod shmem;
-mod timer;
+mod slots;
 mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -36,15 +28,16 @@ mod worker;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
-    redaction::init();
+    pg::redaction::init();
     // A mistyped cdc_health.* name is an error, not a placeholder kept silently (and
     // placeholders set before the library was loaded are checked now).
     // SAFETY: called once while the library loads, after our settings are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"cdc_health".as_ptr()) };
     // The worker and its shared memory exist only when the library is preloaded; without it
     // cdc_health() still assesses every slot on demand.
+    // SAFETY: a plain read of a flag the postmaster sets while it loads preloaded libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        shmem::init();
+        shmem::init(&[metrics::snapshot::AREA_HOOKS]);
         worker::register();
         metrics::endpoint::register();
         delivery::worker::register();

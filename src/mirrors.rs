@@ -22,9 +22,10 @@ use serde_json::json;
 
 use cdc_health_rules::units::pretty_bytes;
 
-use crate::role::{as_extension_owner, Switched};
-use crate::sampling::read_one;
-use crate::{clickhouse, errors};
+use crate::clickhouse;
+use crate::pg::errors;
+use crate::pg::role::{as_extension_owner, Switched};
+use crate::pg::spi::read_one;
 
 /// A check as stored in `cdc_health.mirror_checks`.
 pub struct StoredCheck {
@@ -176,7 +177,7 @@ fn figures(
 ) -> (SideFigures, u64) {
     if clickhouse::is_clickhouse_table(rel) {
         require_select(rel, &[time_column]);
-        let remote = clickhouse::Remote::of(rel, unsafe { pg_sys::GetUserId() });
+        let remote = clickhouse::Remote::of(rel, crate::pg::backend::current_user());
         let column = ch_ident(&remote.remote_column(rel, time_column));
         let rows = if count { "count()" } else { "toUInt64(0)" };
         let oldest = match missing_after {
@@ -278,7 +279,7 @@ pub fn probe(c: &StoredCheck) -> Measured {
         probe: Probe::Done {
             source,
             target,
-            now: crate::monitor::now_secs(),
+            now: crate::pg::clock::now_secs(),
         },
         millis: started.elapsed().as_secs_f64() * 1000.0,
         bytes,
@@ -292,7 +293,7 @@ pub fn probe(c: &StoredCheck) -> Measured {
 /// quarantined with `probe_failed` rather than retried into the same hang.
 pub fn end_overdue_probe() -> SpiResult<()> {
     let grace = (f64::from(crate::settings::PROBE_TIMEOUT_MS.get()) / 1000.0).max(5.0);
-    let Some(watch) = crate::shmem::take_overdue_probe(crate::monitor::now_secs(), grace) else {
+    let Some(watch) = crate::shmem::take_overdue_probe(crate::pg::clock::now_secs(), grace) else {
         return Ok(());
     };
     let name = watch.check.as_ref().map(|n| n.as_str().to_string());
@@ -404,7 +405,7 @@ pub fn record(c: &StoredCheck, m: &Measured) -> SpiResult<MirrorVerdict> {
         })
         .collect();
     as_extension_owner(|| {
-        crate::alerts::apply_for(&c.subject(), &observed, crate::monitor::now_secs())
+        crate::alerts::apply_for(&c.subject(), &observed, crate::pg::clock::now_secs())
     })?;
     Ok(verdict)
 }
@@ -508,7 +509,7 @@ fn insert(
             Some("Remove it first with cdc_health.remove_mirror(name), or pick another name."),
         );
     }
-    let owner = unsafe { pg_sys::GetUserId() };
+    let owner = crate::pg::backend::current_user();
     let inserted = as_extension_owner(|| {
         Spi::run_with_args(
             "INSERT INTO cdc_health.mirror_checks (name, kind, source, source_time_column, target,
@@ -594,6 +595,7 @@ mod cdc_health {
     #[pg_extern]
     fn remove_mirror(name: &str) -> bool {
         let c = by_name(name);
+        // SAFETY: catalog lookups of the current user's role memberships, in a transaction.
         let allowed = unsafe {
             pg_sys::has_privs_of_role(pg_sys::GetUserId(), c.owner) || pg_sys::superuser()
         };
@@ -749,7 +751,7 @@ mod verify {
     pub fn side(rel: pg_sys::Oid, key: &str) -> Side {
         if clickhouse::is_clickhouse_table(rel) {
             require_select(rel, &[key]);
-            let remote = clickhouse::Remote::of(rel, unsafe { pg_sys::GetUserId() });
+            let remote = clickhouse::Remote::of(rel, crate::pg::backend::current_user());
             let k = ch_ident(&remote.remote_column(rel, key));
             let (row, _) = clickhouse::aggregate(
                 rel,

@@ -5,88 +5,31 @@
 //! resolves alerts and beats the heartbeat; the background worker and `check_now()` run it.
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
 use cdc_health_rules::failover::{
     failover_unready, standby_slot_blocking, synced_copy_unready, FailoverSetup,
 };
-use cdc_health_rules::history::{history_findings, Forecast, HistoryLimits, Sample};
-use cdc_health_rules::idle_timeout::{self, idle_timeout_finding};
+use cdc_health_rules::history::{history_findings, HistoryLimits, Sample};
+use cdc_health_rules::idle_timeout::idle_timeout_finding;
 use cdc_health_rules::json::Json;
 use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::transactions::{
     blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
 };
 use cdc_health_rules::SlotType;
-use cdc_health_rules::{
-    assess_slot, worst_first, Finding, ServerObservation, SlotAssessment, SlotObservation,
-};
+use cdc_health_rules::{assess_slot, worst_first, Finding, ServerObservation, SlotObservation};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use serde_json::{json, Value};
 
-use crate::role::Switched;
-use crate::{alerts, creations, history, sampling, settings, shmem};
-
-pub fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// What the worker's history adds to one slot.
-#[derive(Debug, Clone)]
-pub struct HistoryView {
-    /// The slot's place in shared memory when it was read (a hint: check the name).
-    pub entry: usize,
-    /// The history rules' findings; moved into the verdict when the view is assessed.
-    pub findings: Vec<Finding>,
-    pub forecast: Forecast,
-    pub last_progress_at: Option<f64>,
-    pub inactive_for: Option<f64>,
-}
-
-/// Why a slot has no history.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Untracked {
-    /// Tracked (history present).
-    No,
-    /// The library is not preloaded: no worker, no shared memory.
-    NotPreloaded,
-    /// More slots than `cdc_health.max_tracked_slots`.
-    NoRoom,
-    /// Created since the worker's last pass: there is room, it is just not sampled yet.
-    NotYetSampled,
-}
-
-/// One slot as seen now, with its verdict.
-pub struct SlotView {
-    pub slot: SlotObservation,
-    pub verdict: SlotAssessment,
-    pub history: Option<HistoryView>,
-    pub untracked: Untracked,
-    /// Set while this (half-created) slot's creation waits for transactions.
-    pub creation: Option<Creation>,
-}
-
-impl SlotView {
-    pub fn subject(&self) -> String {
-        format!("slot:{}", self.slot.slot_name)
-    }
-
-    /// Seconds until the slot is expected to be lost: the WAL-budget forecast or, on 18,
-    /// `idle_replication_slot_timeout` for an inactive slot, whichever comes first.
-    pub fn eta_to_lost(&self, server: &ServerObservation) -> Option<f64> {
-        let budget = self.history.as_ref().and_then(|h| h.forecast.eta_secs);
-        let idle = idle_timeout::remaining_secs(&self.slot, server);
-        match (budget, idle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
+use crate::alerts::Applied;
+use crate::pg::clock::now_secs;
+use crate::pg::role::Switched;
+use crate::slots::view::{HistoryView, SlotView, Untracked};
+use crate::slots::{creations, sampling};
+use crate::{alerts, history, settings, shmem};
 
 fn view_of(
     (at, entry): (usize, &shmem::Entry),
@@ -335,59 +278,6 @@ pub fn detail(
     detail
 }
 
-/// A transition that was written and sent.
-pub struct Applied {
-    pub event: &'static str,
-    pub alert_id: i64,
-    pub subject: String,
-    pub finding: &'static str,
-    pub severity: &'static str,
-    pub summary: String,
-}
-
-/// The extension's objects in this database as the library sees them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Installed {
-    /// Not created here: the workers idle.
-    Missing,
-    /// Created at the library's own version; the extension's OID (its lock is the passes').
-    Current(pg_sys::Oid),
-    /// Created at another version (a new library before `ALTER EXTENSION cdc_health UPDATE`):
-    /// the workers idle rather than run statements against objects they were not built for.
-    OtherVersion(String),
-}
-
-/// The version of the library, which is the version of the SQL objects it expects.
-pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
-
-impl Installed {
-    pub fn is_current(&self) -> bool {
-        matches!(self, Installed::Current(_))
-    }
-}
-
-/// Is the extension created in this database, and at which version?
-pub fn installed() -> SpiResult<Installed> {
-    // Asked before every pass of both workers: planned once per process.
-    // The OID too, so that the pass's lock needs no second catalog scan.
-    let found = pgrx::spi::Spi::connect(|client| {
-        let rows = crate::plans::select(
-            client,
-            "SELECT oid, extversion FROM pg_catalog.pg_extension WHERE extname = 'cdc_health'",
-            &[],
-        )?;
-        if rows.is_empty() {
-            return Ok((None, None));
-        }
-        rows.first().get_two::<pg_sys::Oid, String>()
-    })?;
-    Ok(match found {
-        (Some(oid), Some(v)) if v == LIBRARY_VERSION => Installed::Current(oid),
-        (_, Some(v)) => Installed::OtherVersion(v),
-        _ => Installed::Missing,
-    })
-}
-
 /// The standby's can't-nudge message is logged once per worker.
 static STANDBY_NUDGE_NOTED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
@@ -433,7 +323,7 @@ pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass
     let _path = Switched::safe_search_path();
     // A standby only samples into shared memory: it can write nothing, and nothing else
     // runs passes there (check_now() refuses), so no lock is needed.
-    if unsafe { pg_sys::RecoveryInProgress() } {
+    if crate::pg::backend::in_recovery() {
         let (server, views) = observe(true)?;
         if views.iter().any(|v| v.creation.is_some())
             && !STANDBY_NUDGE_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)

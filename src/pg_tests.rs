@@ -154,7 +154,8 @@ mod tests {
             name!(seen, String),
         ),
     > {
-        let columns = unsafe { crate::projection::Columns::of_call(fcinfo) };
+        // SAFETY: this call's own fcinfo, during the call.
+        let columns = unsafe { crate::pg::projection::Columns::of_call(fcinfo) };
         let seen: Vec<String> = (1..=4)
             .filter(|&n| columns.reads(n))
             .map(|n| n.to_string())
@@ -212,14 +213,16 @@ mod tests {
     #[pg_test]
     fn built_jsonb_is_what_jsonb_in_makes() {
         use cdc_health_rules::json::Json;
+        // SAFETY: both datums are whole, untoasted jsonb varlenas made just before.
         let bytes = |datum: pg_sys::Datum| unsafe {
             let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
             std::slice::from_raw_parts(ptr.cast::<u8>(), pgrx::varlena::varsize_any(ptr)).to_vec()
         };
-        let check = |built: crate::jsonb::Jsonb, value: &serde_json::Value| {
+        let check = |built: crate::pg::jsonb::Jsonb, value: &serde_json::Value| {
             let built = built.into_datum().unwrap();
             let parsed = pgrx::JsonB(value.clone()).into_datum().unwrap();
             assert_eq!(bytes(built), bytes(parsed), "{value}");
+            // SAFETY: a non-null jsonb datum made above.
             let back = unsafe { pgrx::JsonB::from_datum(built, false) }.unwrap();
             assert_eq!(&back.0, value);
         };
@@ -269,7 +272,7 @@ mod tests {
             serde_json::json!({}),
         ];
         for value in &values {
-            check(crate::jsonb::Jsonb::from(value.clone()), value);
+            check(crate::pg::jsonb::Jsonb::from(value.clone()), value);
         }
         // The tree form, as `detail` builds it, with a repeated key and a nested serde value.
         let mut tree = Json::object([
@@ -288,6 +291,6 @@ mod tests {
             serde_json::json!({"blockers": [{"pid": 5}], "w": 0.5}).into(),
         );
         let value = serde_json::Value::from(tree.clone());
-        check(crate::jsonb::Jsonb(tree), &value);
+        check(crate::pg::jsonb::Jsonb(tree), &value);
     }
 }

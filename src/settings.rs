@@ -535,6 +535,7 @@ pub fn metrics_auth_token() -> Option<String> {
     if raw.is_null() {
         return None;
     }
+    // SAFETY: checked for NULL above; a GUC string is NUL-terminated.
     let token = unsafe { std::ffi::CStr::from_ptr(raw) }.to_string_lossy();
     (!token.is_empty()).then(|| token.into_owned())
 }

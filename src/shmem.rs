@@ -84,7 +84,7 @@ pub fn watch_probe(probe: Option<(&str, f64)>) {
     let watch = unsafe { &mut (*HEADER).probe };
     *watch = match probe {
         Some((name, deadline)) => ProbeWatch {
-            pid: unsafe { pg_sys::MyProcPid },
+            pid: crate::pg::backend::my_pid(),
             deadline,
             check: heapless::String::try_from(name).ok(),
         },
@@ -154,6 +154,19 @@ static mut HEADER: *mut Header = null_mut();
 static mut ENTRIES: *mut Entry = null_mut();
 static mut PREV_REQUEST_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
 static mut PREV_STARTUP_HOOK: Option<unsafe extern "C-unwind" fn()> = None;
+/// The other areas, registered by the layers above through `init`.
+static mut AREAS: &[Area] = &[];
+
+/// Another area of shared memory, with an LWLock of its own in this tranche: how much it
+/// needs, and what attaches it in the startup hook (with `AddinShmemInitLock` held). The
+/// layer that owns the area passes it to `init`, so this module knows none of them.
+#[derive(Clone, Copy)]
+pub struct Area {
+    pub size: fn() -> usize,
+    /// # Safety
+    /// Called once per process with the area's own initialised LWLock.
+    pub attach: unsafe fn(*mut pg_sys::LWLock),
+}
 
 fn entries_offset() -> usize {
     size_of::<Header>().next_multiple_of(align_of::<Entry>())
@@ -163,10 +176,13 @@ fn area_size(capacity: usize) -> usize {
     entries_offset() + capacity * size_of::<Entry>()
 }
 
-/// Hooks the shared memory request and attach; call from `_PG_init` while preloading.
-pub fn init() {
-    // SAFETY: hooks are installed once, in the postmaster, while preloading.
+/// Hooks the shared memory request and attach for this area and `areas`; call from
+/// `_PG_init` while preloading.
+pub fn init(areas: &'static [Area]) {
+    // SAFETY: hooks are installed once, in the postmaster, while preloading, before any
+    // other process reads AREAS.
     unsafe {
+        AREAS = areas;
         #[cfg(any(feature = "pg15", feature = "pg16", feature = "pg17", feature = "pg18"))]
         {
             PREV_REQUEST_HOOK = pg_sys::shmem_request_hook;
@@ -179,13 +195,16 @@ pub fn init() {
     }
 }
 
-/// LWLocks of the tranche: this area's, then the metrics snapshot's.
-const LOCKS: i32 = 2;
-
+/// Requests this area, the others, and an LWLock each: this area's first.
 unsafe fn request() {
     pg_sys::RequestAddinShmemSpace(area_size(settings::max_tracked_slots()));
-    pg_sys::RequestAddinShmemSpace(crate::metrics::snapshot::size());
-    pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), LOCKS);
+    // A copy of the slice reference: AREAS is written once, in `init`, before this runs.
+    let areas: &[Area] = AREAS;
+    for area in areas {
+        pg_sys::RequestAddinShmemSpace((area.size)());
+    }
+    let locks = i32::try_from(1 + areas.len()).expect("a few areas");
+    pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), locks);
 }
 
 #[pg_guard]
@@ -214,7 +233,10 @@ unsafe extern "C-unwind" fn on_startup() {
     let header = base as *mut Header;
     let entries = base.add(entries_offset()) as *mut Entry;
     let locks = pg_sys::GetNamedLWLockTranche(NAME.as_ptr());
-    crate::metrics::snapshot::attach(addr_of_mut!((*locks.add(1)).lock));
+    let areas: &[Area] = AREAS;
+    for (i, area) in areas.iter().enumerate() {
+        (area.attach)(addr_of_mut!((*locks.add(1 + i)).lock));
+    }
     if !found {
         header.write(Header {
             lock: addr_of_mut!((*locks).lock),
@@ -224,7 +246,7 @@ unsafe extern "C-unwind" fn on_startup() {
             nudges: heapless::Vec::new(),
             probe: ProbeWatch::default(),
             reminders: Clock::new(),
-            created_at: crate::monitor::now_secs(),
+            created_at: crate::pg::clock::now_secs(),
             alerts_changes: AtomicU64::new(0),
         });
         for i in 0..capacity {
@@ -345,6 +367,7 @@ pub fn write_assigned<R>(
     let _lock = Locked::acquire(true)?;
     // SAFETY: the lock is held exclusively; ENTRIES holds `capacity` initialised entries.
     let header = unsafe { &mut *HEADER };
+    // SAFETY: as above: `capacity` entries were written at ENTRIES when the area was made.
     let all = unsafe { std::slice::from_raw_parts_mut(ENTRIES, header.capacity) };
     let assigned = assign(all, &mut header.used, names);
     Some(f(&mut all[..header.used], assigned))

@@ -11,10 +11,12 @@ use pgrx::bgworkers::{
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgTryBuilder;
 
-use crate::monitor::{self, now_secs, Installed, LIBRARY_VERSION};
-use crate::timer::{self, StatementTimer};
+use crate::monitor;
+use crate::pg::clock::now_secs;
+use crate::pg::extension::{Installed, LIBRARY_VERSION};
+use crate::pg::timer::{self, StatementTimer};
+use crate::pg::transaction::{guarded, limit_own_statements, log_failure};
 use crate::{history, metrics, mirrors, settings, shmem};
 
 /// Registers the worker; called from `_PG_init` while preloading.
@@ -47,7 +49,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     limit_own_statements();
     keep_freed_memory();
-    let pid = unsafe { pg_sys::MyProcPid };
+    let pid = crate::pg::backend::my_pid();
     shmem::update_worker(|w| {
         w.pid = pid;
         w.started_at = now_secs();
@@ -59,7 +61,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     let mut last_failure: Option<(String, f64)> = None;
     loop {
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            crate::pg::backend::reload_config();
             // A changed retention applies at this pass, not a minute later.
             history::maintain_soon();
         }
@@ -68,7 +70,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
         let outcome = guarded(|| {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
             let _timer = StatementTimer::arm(pass_timeout);
-            let installed = monitor::installed()?;
+            let installed = crate::pg::extension::installed()?;
             let pass = if let Installed::Current(extension) = installed {
                 // The mirror worker's probes are watched from here, the other process.
                 mirrors::end_overdue_probe()?;
@@ -101,7 +103,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
                 Err(message) => log_failure("rendering metrics failed", message, &mut last_failure),
             }
         }
-        let in_recovery = unsafe { pg_sys::RecoveryInProgress() };
+        let in_recovery = crate::pg::backend::in_recovery();
         match outcome {
             Ok(Ok((installed, _))) => {
                 if said.as_ref() != Some(&installed) {
@@ -161,11 +163,11 @@ pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
     let mut last_failure: Option<(String, f64)> = None;
     loop {
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            crate::pg::backend::reload_config();
         }
         let interval = settings::mirror_interval_secs();
         let due = guarded(|| {
-            if monitor::installed()?.is_current() {
+            if crate::pg::extension::installed()?.is_current() {
                 mirrors::due(interval)
             } else {
                 Ok(Vec::new())
@@ -245,9 +247,6 @@ fn keep_freed_memory() {
     }
 }
 
-/// A repeated failure is logged once per five minutes, not once per pass.
-const REPEAT_LOG_SECS: f64 = 300.0;
-
 fn failed(message: String, last: &mut Option<(String, f64)>) {
     shmem::update_worker(|w| w.failed_passes += 1);
     // Whatever the failure was, the next pass reads the alerts afresh.
@@ -257,69 +256,4 @@ fn failed(message: String, last: &mut Option<(String, f64)>) {
         message,
         last,
     );
-}
-
-pub(crate) fn log_failure(what: &str, message: String, last: &mut Option<(String, f64)>) {
-    let now = now_secs();
-    let repeated = matches!(last, Some((m, at)) if *m == message && now - *at < REPEAT_LOG_SECS);
-    if !repeated {
-        warning!("cdc_health: {what}: {message}");
-        *last = Some((message, now));
-    }
-}
-
-/// The worker's own statements give up rather than wait behind a lock or run away, resolve
-/// names in pg_catalog only, and what it commits (an alert it is about to announce) survives a crash even where the server runs
-/// with `synchronous_commit = off`.
-pub(crate) fn limit_own_statements() {
-    for (name, value) in [
-        (c"lock_timeout", c"5s"),
-        (c"synchronous_commit", c"on"),
-        (c"application_name", c"cdc_health worker"),
-        // Every name the worker's statements use resolves in pg_catalog first; no schema a
-        // role can create objects in is on the path of this superuser session.
-        (c"search_path", c"pg_catalog, pg_temp"),
-    ] {
-        unsafe {
-            pg_sys::SetConfigOption(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-            );
-        }
-    }
-}
-
-/// The message of an error caught by `PgTryBuilder`.
-pub fn caught_message(e: pg_sys::panic::CaughtError) -> String {
-    match e {
-        pg_sys::panic::CaughtError::PostgresError(r)
-        | pg_sys::panic::CaughtError::ErrorReport(r) => r.message().to_string(),
-        pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-    }
-}
-
-/// Runs `body` in its own transaction. A PostgreSQL error (or panic) inside it or at commit
-/// aborts that transaction and comes back as `Err(message)` instead of ending the worker.
-pub(crate) fn guarded<R>(body: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    let result = PgTryBuilder::new(|| {
-        let r = body();
-        unsafe {
-            pg_sys::PopActiveSnapshot();
-            pg_sys::CommitTransactionCommand();
-        }
-        Ok(r)
-    })
-    .catch_others(|e| Err(caught_message(e)))
-    .execute();
-    if result.is_err() {
-        unsafe { pg_sys::AbortCurrentTransaction() };
-    }
-    result
 }

@@ -31,6 +31,8 @@ pub extern "C" fn pg_finfo_cdc_health_clickhouse_handler() -> &'static pg_sys::P
 pub extern "C-unwind" fn cdc_health_clickhouse_handler(
     _fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
+    // SAFETY: allocates a zeroed node of the FdwRoutine tag in the current memory context,
+    // as a wrapper's handler must; it is filled in and returned to the planner.
     let mut routine =
         unsafe { PgBox::<pg_sys::FdwRoutine>::alloc_node(pg_sys::NodeTag::T_FdwRoutine) };
     routine.GetForeignRelSize = Some(get_rel_size);
@@ -164,7 +166,7 @@ struct Scan {
 
 /// Attribute indexes (attnum - 1) the plan reads; all of them for a whole-row reference.
 unsafe fn needed_attributes(plan: *mut pg_sys::Plan, scanrelid: u32, natts: usize) -> Vec<usize> {
-    match crate::projection::plan_attributes(plan, scanrelid) {
+    match crate::pg::projection::plan_attributes(plan, scanrelid) {
         Some(attnos) => attnos.into_iter().map(|attno| attno - 1).collect(),
         None => (0..natts).collect(),
     }
@@ -350,7 +352,7 @@ unsafe fn convert(relid: pg_sys::Oid, input: &mut Input, text: String) -> pg_sys
             typmod,
         ))
     })
-    .catch_others(|e| Err(crate::worker::caught_message(e)))
+    .catch_others(|e| Err(crate::pg::transaction::caught_message(e)))
     .execute();
     converted.unwrap_or_else(|why| {
         fail(

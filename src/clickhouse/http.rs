@@ -46,7 +46,7 @@ pub struct Stream {
 }
 
 fn agent(server: &Server) -> ureq::Agent {
-    crate::http_client::agent(server.connect_timeout, server.timeout, "cdc_health")
+    crate::pg::http_client::agent(server.connect_timeout, server.timeout, "cdc_health")
 }
 
 fn encode(value: &str) -> String {
@@ -178,7 +178,7 @@ pub fn start(server: &Server, credentials: &Credentials, sql: String) -> Stream 
     let (tx, rx) = sync_channel(IN_FLIGHT);
     let query_id = format!(
         "cdc_health-{}-{}",
-        unsafe { pg_sys::MyProcPid },
+        crate::pg::backend::my_pid(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
@@ -202,6 +202,8 @@ pub fn start(server: &Server, credentials: &Credentials, sql: String) -> Stream 
 }
 
 fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: only this thread's signal mask changes, and it is restored before returning:
+    // a thread spawned inside inherits the mask, so signals stay with the backend's thread.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -264,6 +266,7 @@ impl Stream {
     }
 
     fn answer_interrupts(&mut self) {
+        // SAFETY: plain reads of the backend's interrupt flags, on its own thread.
         unsafe {
             if pg_sys::InterruptPending != 0
                 && (pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0)

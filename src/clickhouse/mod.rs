@@ -43,6 +43,7 @@ pub struct Remote {
 
 /// A relation's name for messages.
 pub fn relation_name(relid: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup that returns NULL for an unknown relation, checked.
     unsafe {
         let name = pg_sys::get_rel_name(relid);
         if name.is_null() {
@@ -101,6 +102,8 @@ fn refuse_nul(relid: pg_sys::Oid, what: &str, value: &str) {
 impl Remote {
     /// Reads the table's, server's and `user`'s mapping options. Errors name the object.
     pub fn of(relid: pg_sys::Oid, user: pg_sys::Oid) -> Self {
+        // SAFETY: catalog lookups that raise an error (never return NULL) for a relation that
+        // is not a foreign table, a missing server or a missing user mapping.
         unsafe {
             let table = pg_sys::GetForeignTable(relid);
             let server = pg_sys::GetForeignServer((*table).serverid);
@@ -149,6 +152,7 @@ impl Remote {
 
     /// The ClickHouse name of a PostgreSQL column of this table.
     pub fn remote_column(&self, relid: pg_sys::Oid, pg_column: &str) -> String {
+        // SAFETY: a syscache lookup by name; an unknown column gives InvalidAttrNumber.
         let attnum = unsafe {
             pg_sys::get_attnum(relid, std::ffi::CString::new(pg_column).unwrap().as_ptr())
         };
@@ -164,7 +168,7 @@ impl Remote {
 
 /// True if `relid` is a foreign table of this wrapper.
 pub fn is_clickhouse_table(relid: pg_sys::Oid) -> bool {
-    crate::sampling::read_one::<bool>(
+    crate::pg::spi::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_foreign_table t
              JOIN pg_catalog.pg_foreign_server s ON s.oid = t.ftserver
              JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
@@ -185,7 +189,7 @@ pub fn is_clickhouse_table(relid: pg_sys::Oid) -> bool {
 /// user, and returns its single row as text (`None` for NULL). This is how probes aggregate
 /// where the data is instead of pulling rows over the network.
 pub fn aggregate(relid: pg_sys::Oid, select_list: &str) -> (Vec<Option<String>>, u64) {
-    let remote = Remote::of(relid, unsafe { pg_sys::GetUserId() });
+    let remote = Remote::of(relid, crate::pg::backend::current_user());
     let sql = format!(
         "SELECT {select_list} FROM {}\nFORMAT {}",
         remote.source.from_item(),

@@ -7,7 +7,6 @@
 //! again with the same delivery id. The formats, filters and retry policy are the rules
 //! crate's (`cdc_health_rules::delivery`).
 
-pub mod outbox;
 pub mod send;
 pub mod sinks;
 pub mod worker;

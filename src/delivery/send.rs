@@ -18,7 +18,7 @@ pub struct Sent {
 fn agent(config: &SinkConfig) -> ureq::Agent {
     // A redirect is an answer (permanent), not an instruction.
     let user_agent = concat!("cdc_health/", env!("CARGO_PKG_VERSION"));
-    crate::http_client::agent(config.timeout, config.timeout, user_agent)
+    crate::pg::http_client::agent(config.timeout, config.timeout, user_agent)
 }
 
 fn now_unix() -> f64 {

@@ -10,10 +10,11 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use super::{outbox, send};
-use crate::errors;
-use crate::role::{as_extension_owner, Switched};
-use crate::sampling::read_one;
+use super::send;
+use crate::outbox;
+use crate::pg::errors;
+use crate::pg::role::{as_extension_owner, Switched};
+use crate::pg::spi::read_one;
 
 fn stored(name: &str) -> outbox::StoredSink {
     as_extension_owner(outbox::load_sinks)
@@ -28,8 +29,7 @@ fn stored(name: &str) -> outbox::StoredSink {
 /// Refuses (42501) unless the calling role is, or has the rights of, the role that added the
 /// sink or the extension's owner: a role granted the sink functions manages its own sinks.
 fn check_manages(name: &str, action: &str) {
-    // SAFETY: reads the current user id of this backend.
-    let caller = unsafe { pg_sys::GetUserId() };
+    let caller = crate::pg::backend::current_user();
     let allowed = as_extension_owner(|| {
         read_one::<bool>(
             "SELECT pg_catalog.pg_has_role($2, e.extowner, 'USAGE')
@@ -106,8 +106,7 @@ mod cdc_health {
             );
         }
         // Recorded before switching: the sink belongs to whoever called.
-        // SAFETY: reads the current user id of this backend.
-        let caller = unsafe { pg_sys::GetUserId() };
+        let caller = crate::pg::backend::current_user();
         as_extension_owner(|| {
             Spi::run_with_args(
                 "INSERT INTO cdc_health.sinks (name, kind, url, options, added_by)

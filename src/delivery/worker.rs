@@ -18,10 +18,10 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use serde_json::json;
 
-use super::outbox::{self, Outcome, StoredSink};
 use super::send::{self, Sent};
-use crate::monitor::{self, now_secs};
-use crate::worker::{guarded, limit_own_statements};
+use crate::outbox::{self, Outcome, StoredSink};
+use crate::pg::clock::now_secs;
+use crate::pg::transaction::{guarded, limit_own_statements};
 use crate::{alerts, settings};
 
 /// Transitions read per sink and round: Alertmanager takes them in one request, the other
@@ -241,7 +241,7 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
     let mut last_failure: Option<(String, f64)> = None;
     loop {
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            crate::pg::backend::reload_config();
         }
         // Outcomes of finished sends.
         let mut finished = Vec::new();
@@ -260,16 +260,20 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
         for (name, attempts, resend, results) in finished {
             if let Err(m) = transaction(|| record(&name, attempts, resend, &results)) {
                 held.insert(name.clone(), now_secs() + HOLD_SECS);
-                crate::worker::log_failure("recording a delivery failed", m, &mut last_failure);
+                crate::pg::transaction::log_failure(
+                    "recording a delivery failed",
+                    m,
+                    &mut last_failure,
+                );
             }
         }
         let now = now_secs();
-        let installed = transaction(|| Ok(monitor::installed()?.is_current()));
+        let installed = transaction(|| Ok(crate::pg::extension::installed()?.is_current()));
         if installed == Ok(true) {
             if now - last_housekeeping >= HOUSEKEEPING_SECS {
                 last_housekeeping = now;
                 if let Err(m) = transaction(housekeeping) {
-                    crate::worker::log_failure(
+                    crate::pg::transaction::log_failure(
                         "delivery housekeeping failed",
                         m,
                         &mut last_failure,
@@ -305,9 +309,11 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
                         );
                     }
                 }
-                Err(m) => {
-                    crate::worker::log_failure("reading the outbox failed", m, &mut last_failure)
-                }
+                Err(m) => crate::pg::transaction::log_failure(
+                    "reading the outbox failed",
+                    m,
+                    &mut last_failure,
+                ),
             }
         }
         let wait = if in_flight.is_empty() { 250 } else { 20 };

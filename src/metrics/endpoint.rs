@@ -67,7 +67,7 @@ pub extern "C-unwind" fn cdc_health_metrics_main(_arg: pg_sys::Datum) {
             break;
         }
         if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            crate::pg::backend::reload_config();
         }
         server.configure(settings::metrics_address());
         server.turn(settings::metrics_auth_token().as_deref());

@@ -15,9 +15,9 @@ use cdc_health_rules::{ServerObservation, Severity};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use crate::monitor::SlotView;
-use crate::role::Switched;
+use crate::pg::role::Switched;
 use crate::shmem;
+use crate::slots::view::SlotView;
 
 fn slot_metrics(v: &SlotView, server: &ServerObservation) -> SlotMetrics {
     let forecast = v.history.as_ref().map(|h| h.forecast);

@@ -33,6 +33,9 @@ fn capacity() -> usize {
     BASE_BYTES + settings::max_tracked_slots() * BYTES_PER_SLOT
 }
 
+/// The snapshot's area, for `shmem::init`.
+pub const AREA_HOOKS: crate::shmem::Area = crate::shmem::Area { size, attach };
+
 /// Shared memory to request (with the other areas, in the request hook).
 pub fn size() -> usize {
     size_of::<Header>() + capacity()

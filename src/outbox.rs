@@ -8,7 +8,8 @@ use pgrx::spi::SpiResult;
 use pgrx::JsonB;
 use serde_json::Value;
 
-use crate::sampling::{read_one, setting_text};
+use crate::pg::backend::setting_text;
+use crate::pg::spi::read_one;
 use crate::settings;
 
 /// A sink as stored, its configuration validated again on the way out.

@@ -9,8 +9,8 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::errors;
-use crate::sampling::read_one;
+use crate::pg::errors;
+use crate::pg::spi::read_one;
 
 /// What PostgreSQL's own maintenance commands use (`GUC_SAFE_SEARCH_PATH`).
 const SAFE_SEARCH_PATH: &std::ffi::CStr = c"pg_catalog, pg_temp";

@@ -9,8 +9,8 @@ use cdc_health_rules::transactions::{Creation, Transaction};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiHeapTupleData, SpiResult};
 
-use crate::sampling::read_one;
-use crate::session_text;
+use crate::pg::session_text;
+use crate::pg::spi::read_one;
 
 /// Columns 1..=10 of a transaction row, as selected by `TX_COLUMNS`. The xid is read raw
 /// and aged in `transaction` against the same counter the slots' ages come from:

@@ -6,7 +6,8 @@ use cdc_health_rules::observation::DecodingStats;
 use cdc_health_rules::slot_state::{safe_wal_size, wal_status, xid_age, Availability, WalKeep};
 use cdc_health_rules::{ServerObservation, SlotObservation, SlotType};
 use pgrx::prelude::*;
-use pgrx::spi::SpiResult;
+
+use crate::pg::backend::setting_text;
 
 /// The server-wide facts, read from the server's own variables (no query needed).
 pub fn server() -> ServerObservation {
@@ -55,12 +56,6 @@ pub fn oldest_running_xid_age() -> Option<i64> {
     }
 }
 
-/// An integer server setting by name, through the server's own GUC lookup.
-pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
-    // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL).
-    c_text(unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) })
-}
-
 fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
     setting_text(name)?.parse().ok()
 }
@@ -83,24 +78,6 @@ pub fn synchronized_standby_slots() -> Vec<String> {
     setting_text(c"synchronized_standby_slots")
         .map(|text| cdc_health_rules::failover::parse_slot_list(&text))
         .unwrap_or_default()
-}
-
-/// First column of the first row of a read-only query.
-///
-/// pgrx's `Spi::get_one` runs through `update()`, which assigns a transaction id: a monitor
-/// reading through it would burn an xid and write a commit record on every pass, hold an xid
-/// that slot creation has to wait for, and fail outright on a standby. Reads go through here.
-pub fn read_one<T: FromDatum + IntoDatum>(
-    query: &str,
-    args: &[pgrx::datum::DatumWithOid<'_>],
-) -> SpiResult<Option<T>> {
-    Spi::connect(|client| {
-        let rows = client.select(query, Some(1), args)?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        rows.first().get_one::<T>()
-    })
 }
 
 /// `ReplicationSlotControlLock`'s place in `MainLWLockArray` (lwlocknames.h: 37 in 15 to 18).
@@ -128,11 +105,12 @@ struct RawSlot {
 
 /// A server string as Rust text; `None` for NULL.
 fn c_text(ptr: *const std::ffi::c_char) -> Option<String> {
-    // SAFETY: callers pass NULL or a NUL-terminated string the server owns.
     // Database names may be in any encoding the database allows: decoded so that what is
     // written back is valid in this one (`session_text`).
     (!ptr.is_null()).then(|| {
-        crate::session_text::decode_bytes(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes())
+        // SAFETY: callers pass NULL (checked) or a NUL-terminated string the server owns.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes();
+        crate::pg::session_text::decode_bytes(bytes)
     })
 }
 

@@ -31,6 +31,8 @@ unsafe impl pgrx::callconv::BoxRet for Jsonb {
         fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
     ) -> pgrx::datum::Datum<'fcx> {
         match self.into_datum() {
+            // SAFETY: the datum is a jsonb varlena palloc'd in the call's memory context,
+            // which is what this function returns.
             Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
             None => fcinfo.return_null(),
         }

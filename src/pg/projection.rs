@@ -35,13 +35,19 @@ impl Columns {
     /// # Safety
     /// `fcinfo` is the running call's, during the call.
     pub unsafe fn of_call(fcinfo: pg_sys::FunctionCallInfo) -> Columns {
+        // SAFETY: the caller's promise, passed on.
         unsafe { read_columns(fcinfo) }
             .map(|read| Columns { read: Some(read) })
             .unwrap_or(Columns::ALL)
     }
 }
 
+/// # Safety
+/// As `Columns::of_call`.
 unsafe fn read_columns(fcinfo: pg_sys::FunctionCallInfo) -> Option<u128> {
+    // SAFETY: every pointer is checked for NULL before it is followed; during the call the
+    // executor state, its planned statement and the plan nodes outlive this function, and
+    // node tags are checked before a node is read as its subtype.
     unsafe {
         let fcinfo = fcinfo.as_ref()?;
         let expr = fcinfo.flinfo.as_ref()?.fn_expr;
@@ -74,7 +80,11 @@ unsafe fn read_columns(fcinfo: pg_sys::FunctionCallInfo) -> Option<u128> {
 }
 
 /// The plans a node holds besides its left and right trees.
+///
+/// # Safety
+/// `plan` is a valid plan node.
 unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
+    // SAFETY: the node is read as the subtype its tag names.
     unsafe {
         let list = match (*plan).type_ {
             pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
@@ -94,6 +104,7 @@ unsafe fn children(plan: *mut pg_sys::Plan) -> Vec<*mut pg_sys::Plan> {
 /// The attributes of the scan's own relation that its target list and quals use; `None` for a
 /// whole-row reference (or too many columns for the bit set).
 unsafe fn referenced(scan: &pg_sys::FunctionScan) -> Option<u128> {
+    // SAFETY: a FunctionScan's embedded plan node is a valid plan node.
     let attnos = unsafe { plan_attributes(&scan.scan.plan, scan.scan.scanrelid) }?;
     attnos.into_iter().try_fold(0u128, |read, attno| {
         (attno < 128).then(|| read | 1u128 << attno)
@@ -107,6 +118,7 @@ unsafe fn referenced(scan: &pg_sys::FunctionScan) -> Option<u128> {
 /// # Safety
 /// `plan` is a valid plan node.
 pub unsafe fn plan_attributes(plan: *const pg_sys::Plan, scanrelid: u32) -> Option<Vec<usize>> {
+    // SAFETY: the caller's valid plan; the bitmapset is built and freed here.
     unsafe {
         let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
         pg_sys::pull_varattnos((*plan).targetlist.cast(), scanrelid, &mut set);

@@ -1,0 +1,6 @@
+//! Replication slots: reading them from shared memory and the catalogs, the creations that
+//! wait and the transactions that pin them, and the per-slot view the layers above share.
+
+pub mod creations;
+pub mod sampling;
+pub mod view;
