@@ -122,7 +122,7 @@ def cycles(graph):
 
 def figures(files):
     """Counts a maintainer can compare before and after a change."""
-    undocumented, unsafe_blocks, errors, longest = 0, 0, 0, (0, "")
+    undocumented, unsafe_blocks, errors, longest, long = 0, 0, 0, (0, ""), []
     for rel in files:
         lines = open(os.path.join(ROOT, rel)).read().split("\n")
         for i, line in enumerate(lines):
@@ -144,11 +144,14 @@ def figures(files):
                     if started and depth <= 0:
                         if j - i + 1 > longest[0]:
                             longest = (j - i + 1, f"{rel}:{m.group(5)}")
+                        if j - i + 1 > 100:
+                            long.append(f"{rel}:{m.group(5)} {j - i + 1}")
                         break
     top = sorted({module_path(f)[0] for f in files if module_path(f)})
     return {"top-level modules": len(top), "unsafe blocks": unsafe_blocks,
             "unsafe blocks without a SAFETY note": undocumented, "error!() calls": errors,
-            "longest function (lines)": f"{longest[0]} ({longest[1]})"}
+            "longest function (lines)": f"{longest[0]} ({longest[1]})",
+            "functions over 100 lines": ", ".join(long) or "none"}
 
 
 def main():

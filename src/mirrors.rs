@@ -117,8 +117,7 @@ pub fn quote_ident(name: &str) -> String {
 
 fn relation_text(rel: pg_sys::Oid) -> String {
     read_one::<String>("SELECT $1::regclass::text", &[rel.into()])
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| errors::internal("naming a relation", e))
         .unwrap_or_else(|| {
             errors::raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -451,8 +450,7 @@ fn check_column(rel: &PgRelation, column: &str, what: &str) {
 
 fn current_role() -> String {
     read_one::<String>("SELECT current_user::text", &[])
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| errors::internal("reading current_user", e))
         .unwrap_or_default()
 }
 
@@ -558,8 +556,7 @@ mod cdc_health {
             "SELECT $1 OPERATOR(pg_catalog.=) 'cdc_health.heartbeat'::pg_catalog.regclass::pg_catalog.oid",
             &[source.oid().into()],
         )
-        .ok()
-        .flatten()
+        .unwrap_or_else(|e| errors::internal("recognising the heartbeat table", e))
         .unwrap_or(false);
         let (kind, drift) = if heartbeat {
             ("heartbeat", None)
@@ -676,8 +673,7 @@ mod cdc_health {
                 &[name.into()],
             )
         })
-        .ok()
-        .flatten();
+        .unwrap_or_else(|e| errors::internal("reading the check's lag", e));
         let behind = c.slot_name.as_deref().and_then(|slot| {
             read_one::<i64>(
                 "SELECT pg_catalog.pg_wal_lsn_diff(CASE WHEN pg_catalog.pg_is_in_recovery()
@@ -686,8 +682,7 @@ mod cdc_health {
                  FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
                 &[slot.into()],
             )
-            .ok()
-            .flatten()
+            .unwrap_or_else(|e| errors::internal("reading the slot's position", e))
             .map(|b| format!("; slot {slot} has {} not yet confirmed", pretty_bytes(b)))
         });
         let detail = if ok {

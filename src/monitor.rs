@@ -16,7 +16,7 @@ use cdc_health_rules::idle_timeout::idle_timeout_finding;
 use cdc_health_rules::json::Json;
 use cdc_health_rules::remediation::remedy_for;
 use cdc_health_rules::transactions::{
-    blockers_to_terminate, creation_finding, long_transaction_finding, Creation,
+    blockers_to_terminate, creation_finding, long_transaction_finding, Creation, Transaction,
 };
 use cdc_health_rules::SlotType;
 use cdc_health_rules::{assess_slot, worst_first, Finding, ServerObservation, SlotObservation};
@@ -47,6 +47,25 @@ fn view_of(
     }
 }
 
+/// What the worker's history adds to each slot (in the slots' order), and whether a slot
+/// without history could have an entry (a pass assigns them; a read only finds them).
+struct Histories {
+    views: Option<Vec<Option<HistoryView>>>,
+    room: bool,
+}
+
+/// The transactions and standbys that bear on the slots: waiting creations, long
+/// transactions, walsenders waiting for standbys, readiness for a promotion.
+struct Surroundings {
+    waiting: Vec<Creation>,
+    long: Vec<Transaction>,
+    long_warning: f64,
+    creation_critical: f64,
+    blocking: Vec<(String, Finding)>,
+    /// Per slot, in the slots' order.
+    unready: Vec<Option<Finding>>,
+}
+
 /// Samples and assesses every slot, worst first. With `record` the samples also go into the
 /// shared history (the monitoring pass does this; plain `cdc_health()` calls only read it).
 pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
@@ -54,13 +73,37 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let slots = sampling::slots();
     let now = now_secs();
     // Read once, outside the lock, for every slot's history.
-    let (hist_limits, ceiling) = (
-        settings::history_limits(),
-        settings::forecast_ceiling_bytes(),
-    );
-    // Whether a slot without an entry could have one (read path only: a pass assigns them).
+    let hist_limits = settings::history_limits();
+    let histories = histories(record, &slots, &server, now, &hist_limits);
+    let surroundings = surroundings(&slots, &server)?;
+    let views = worst_first_order(assess_each(
+        slots,
+        &server,
+        histories,
+        surroundings,
+        &hist_limits,
+    ));
+    if record {
+        let untracked = views
+            .iter()
+            .filter(|v| v.untracked == Untracked::NoRoom)
+            .count();
+        shmem::update_worker(|w| w.untracked_slots = u32::try_from(untracked).unwrap_or(u32::MAX));
+    }
+    Ok((server, views))
+}
+
+/// Step 1: each slot's history, recorded into shared memory first when `record`.
+fn histories(
+    record: bool,
+    slots: &[SlotObservation],
+    server: &ServerObservation,
+    now: f64,
+    hist_limits: &HistoryLimits,
+) -> Histories {
+    let ceiling = settings::forecast_ceiling_bytes();
     let mut room = false;
-    let mut histories: Option<Vec<Option<HistoryView>>> = if record {
+    let views = if record {
         let names: Vec<&str> = slots.iter().map(|s| s.slot_name.as_str()).collect();
         shmem::write_assigned(&names, |entries, assigned| {
             slots
@@ -72,7 +115,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                     entry
                         .track
                         .record(Sample::observe(slot, server.current_lsn, now));
-                    Some(view_of((at, entry), now, &hist_limits, ceiling))
+                    Some(view_of((at, entry), now, hist_limits, ceiling))
                 })
                 .collect()
         })
@@ -81,15 +124,19 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
             let at = shmem::locate(entries, slots.iter().map(|s| s.slot_name.as_str()));
             room = entries.iter().filter(|e| e.in_use).count() < settings::max_tracked_slots();
             at.into_iter()
-                .map(|at| at.map(|i| view_of((i, &entries[i]), now, &hist_limits, ceiling)))
+                .map(|at| at.map(|i| view_of((i, &entries[i]), now, hist_limits, ceiling)))
                 .collect()
         })
     };
+    Histories { views, room }
+}
 
-    // Only look further when a slot could be affected: creations leave a logical slot without
-    // a confirmed position; long transactions pin logical slots.
+/// Step 2: what around the slots bears on them, looked for only where it could matter.
+fn surroundings(slots: &[SlotObservation], server: &ServerObservation) -> SpiResult<Surroundings> {
+    // Creations leave a logical slot without a confirmed position; long transactions pin
+    // logical slots.
     let logical = |s: &&SlotObservation| s.slot_type == SlotType::Logical;
-    let mut waiting = if slots
+    let waiting = if slots
         .iter()
         .filter(logical)
         .any(|s| s.confirmed_flush_lsn.is_none())
@@ -113,20 +160,34 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     } else {
         Vec::new()
     };
-    let creation_critical = f64::from(settings::STALL_AFTER_S.get());
     // Failover slots waiting on a standby (17+): only looked for when standbys are listed.
     let listed = sampling::synchronized_standby_slots();
     let blocking = if listed.is_empty() {
         Vec::new()
     } else {
-        standby_slot_blocking(&slots, &listed, &creations::waiting_for_standby()?)
+        standby_slot_blocking(slots, &listed, &creations::waiting_for_standby()?)
     };
-    // Readiness for a promotion: on the primary from its slots and settings, on a standby
-    // from its synchronized copies and its own settings.
+    Ok(Surroundings {
+        waiting,
+        long,
+        long_warning,
+        creation_critical: f64::from(settings::STALL_AFTER_S.get()),
+        blocking,
+        unready: unready(slots, server, listed),
+    })
+}
+
+/// Readiness for a promotion, per slot: on the primary from its slots and settings, on a
+/// standby from its synchronized copies and its own settings.
+fn unready(
+    slots: &[SlotObservation],
+    server: &ServerObservation,
+    listed: Vec<String>,
+) -> Vec<Option<Finding>> {
     let expect = settings::EXPECT_FAILOVER.get();
     let judged = expect != settings::ExpectFailover::Off;
     let failover_setup = (judged && !server.in_recovery).then(|| FailoverSetup {
-        listed: listed.clone(),
+        listed,
         expected: expect == settings::ExpectFailover::On,
     });
     let standby_sync =
@@ -140,33 +201,50 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
             .collect(),
         None => Vec::new(),
     };
-    let unready: Vec<Option<Finding>> = slots
+    slots
         .iter()
         .map(|s| match (&failover_setup, &standby_sync) {
             (Some(f), _) => failover_unready(s, &physical, f),
             (None, Some(sync)) => synced_copy_unready(s, sync),
             (None, None) => None,
         })
-        .collect();
+        .collect()
+}
 
+/// Step 3: each slot's verdict from its observation, its history and its surroundings.
+fn assess_each(
+    slots: Vec<SlotObservation>,
+    server: &ServerObservation,
+    mut histories: Histories,
+    surroundings: Surroundings,
+    hist_limits: &HistoryLimits,
+) -> Vec<SlotView> {
     let limits = settings::thresholds();
-    let views: Vec<SlotView> = slots
+    let Surroundings {
+        mut waiting,
+        long,
+        long_warning,
+        creation_critical,
+        blocking,
+        unready,
+    } = surroundings;
+    slots
         .into_iter()
         .zip(unready)
         .enumerate()
         .map(|(i, (mut slot, unready))| {
-            let (mut history, untracked) = match &mut histories {
+            let (mut history, untracked) = match &mut histories.views {
                 None => (None, Untracked::NotPreloaded),
                 Some(h) => match h[i].take() {
                     Some(view) => (Some(view), Untracked::No),
-                    None if room => (None, Untracked::NotYetSampled),
+                    None if histories.room => (None, Untracked::NotYetSampled),
                     None => (None, Untracked::NoRoom),
                 },
             };
             if slot.inactive_for_secs.is_none() {
                 slot.inactive_for_secs = history.as_ref().and_then(|h| h.inactive_for);
             }
-            let mut verdict = assess_slot(&slot, &server, &limits);
+            let mut verdict = assess_slot(&slot, server, &limits);
             // Moved, not copied: the view keeps its history only for the figures.
             if let Some(h) = &mut history {
                 verdict.add_findings(std::mem::take(&mut h.findings));
@@ -189,7 +267,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
             extra.extend(unready);
             extra.extend(idle_timeout_finding(
                 &slot,
-                &server,
+                server,
                 hist_limits.eta_warning_secs,
                 hist_limits.eta_critical_secs,
             ));
@@ -202,16 +280,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
                 creation,
             }
         })
-        .collect();
-    let views = worst_first_order(views);
-    if record {
-        let untracked = views
-            .iter()
-            .filter(|v| v.untracked == Untracked::NoRoom)
-            .count();
-        shmem::update_worker(|w| w.untracked_slots = u32::try_from(untracked).unwrap_or(u32::MAX));
-    }
-    Ok((server, views))
+        .collect()
 }
 
 /// The views worst first. A view is several hundred bytes: sorting them in place moved each

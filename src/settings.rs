@@ -84,6 +84,13 @@ pub fn register() {
     }
     register_thresholds();
     register_worker();
+    register_history_rules();
+    register_history();
+    register_alerts();
+    register_creations();
+    register_mirrors();
+    register_delivery();
+    register_metrics();
 }
 
 fn register_postmaster() {
@@ -107,19 +114,30 @@ fn register_postmaster() {
     );
 }
 
+/// A reloadable integer setting (`sighup`): every area's thresholds and intervals.
+fn sighup_int(
+    name: &'static std::ffi::CStr,
+    short: &'static std::ffi::CStr,
+    long: &'static std::ffi::CStr,
+    setting: &'static GucSetting<i32>,
+    min: i32,
+    max: i32,
+    flags: GucFlags,
+) {
+    GucRegistry::define_int_guc(
+        name,
+        short,
+        long,
+        setting,
+        min,
+        max,
+        GucContext::Sighup,
+        flags,
+    )
+}
+
+/// How often the worker runs and how long a pass may take.
 fn register_worker() {
-    let sighup_int = |name, short, long, setting, min, max, flags| {
-        GucRegistry::define_int_guc(
-            name,
-            short,
-            long,
-            setting,
-            min,
-            max,
-            GucContext::Sighup,
-            flags,
-        )
-    };
     sighup_int(
         c"cdc_health.interval",
         c"How often the background worker samples and assesses every slot.",
@@ -129,6 +147,19 @@ fn register_worker() {
         3_600_000,
         GucFlags::UNIT_MS,
     );
+    sighup_int(
+        c"cdc_health.pass_timeout",
+        c"Longest time one monitoring pass of the worker may take before it is cancelled (and retried at the next interval).",
+        c"",
+        &PASS_TIMEOUT_MS,
+        1000,
+        3_600_000,
+        GucFlags::UNIT_MS,
+    );
+}
+
+/// The history rules: stalled, decoding spill and the loss forecast.
+fn register_history_rules() {
     sighup_int(
         c"cdc_health.stall_after",
         c"How long a connected consumer may confirm nothing while WAL is written before it is stalled.",
@@ -183,6 +214,10 @@ fn register_worker() {
         86_400,
         GucFlags::UNIT_S,
     );
+}
+
+/// History rows, their retention and the heartbeat.
+fn register_history() {
     sighup_int(
         c"cdc_health.history_interval",
         c"Least time between two cdc_health.slot_history rows of a slot whose WAL figures move (state changes are written at once).",
@@ -229,6 +264,19 @@ fn register_worker() {
         GucFlags::UNIT_S,
     );
     sighup_int(
+        c"cdc_health.heartbeat_interval",
+        c"How often the worker updates cdc_health.heartbeat; 0 (the default) turns the heartbeat off.",
+        c"",
+        &HEARTBEAT_INTERVAL_S,
+        0,
+        86_400,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// Alert reminders, hold-down and the NOTIFY channel.
+fn register_alerts() {
+    sighup_int(
         c"cdc_health.alert_reminder_interval",
         c"How often an open alert is sent again as a reminder; 0 disables reminders.",
         c"",
@@ -246,15 +294,18 @@ fn register_worker() {
         i32::MAX,
         GucFlags::UNIT_S,
     );
-    sighup_int(
-        c"cdc_health.heartbeat_interval",
-        c"How often the worker updates cdc_health.heartbeat; 0 (the default) turns the heartbeat off.",
+    GucRegistry::define_string_guc(
+        c"cdc_health.notify_channel",
+        c"Channel alerts are sent on with NOTIFY.",
         c"",
-        &HEARTBEAT_INTERVAL_S,
-        0,
-        86_400,
-        GucFlags::UNIT_S,
+        &NOTIFY_CHANNEL,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
+}
+
+/// Slot creation (the nudge, opt-in termination), long transactions and failover readiness.
+fn register_creations() {
     sighup_int(
         c"cdc_health.unblock_after",
         c"How long a logical slot creation may wait before the worker logs standby snapshots for it.",
@@ -282,6 +333,26 @@ fn register_worker() {
         i32::MAX,
         GucFlags::UNIT_S,
     );
+    GucRegistry::define_bool_guc(
+        c"cdc_health.unblock_slot_creation",
+        c"Log standby snapshots so that a waiting logical slot creation can finish.",
+        c"",
+        &UNBLOCK_SLOT_CREATION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"cdc_health.expect_failover",
+        c"When logical slots must survive a promotion (failover_unready, 17+): auto, on or off.",
+        c"auto: while a physical standby streams from this server.",
+        &EXPECT_FAILOVER,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+/// Mirror checks and the ClickHouse wrapper.
+fn register_mirrors() {
     sighup_int(
         c"cdc_health.mirror_interval",
         c"How often the mirror worker probes each mirror and freshness check.",
@@ -300,15 +371,20 @@ fn register_worker() {
         3_600_000,
         GucFlags::UNIT_MS,
     );
-    sighup_int(
-        c"cdc_health.pass_timeout",
-        c"Longest time one monitoring pass of the worker may take before it is cancelled (and retried at the next interval).",
-        c"",
-        &PASS_TIMEOUT_MS,
-        1000,
-        3_600_000,
-        GucFlags::UNIT_MS,
+    GucRegistry::define_int_guc(
+        c"cdc_health.clickhouse_max_line",
+        c"Longest line (one row) of a ClickHouse answer the wrapper reads; a longer one is an error.",
+        c"Bounds the memory one scan can take.",
+        &CLICKHOUSE_MAX_LINE_KB,
+        1,
+        1 << 20,
+        GucContext::Userset,
+        GucFlags::UNIT_KB,
     );
+}
+
+/// Alert delivery.
+fn register_delivery() {
     sighup_int(
         c"cdc_health.delivery_max_age",
         c"How long a sink is retried with an alert transition before it is given up (delivery_failed).",
@@ -353,32 +429,10 @@ fn register_worker() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_int_guc(
-        c"cdc_health.clickhouse_max_line",
-        c"Longest line (one row) of a ClickHouse answer the wrapper reads; a longer one is an error.",
-        c"Bounds the memory one scan can take.",
-        &CLICKHOUSE_MAX_LINE_KB,
-        1,
-        1 << 20,
-        GucContext::Userset,
-        GucFlags::UNIT_KB,
-    );
-    GucRegistry::define_bool_guc(
-        c"cdc_health.unblock_slot_creation",
-        c"Log standby snapshots so that a waiting logical slot creation can finish.",
-        c"",
-        &UNBLOCK_SLOT_CREATION,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_enum_guc(
-        c"cdc_health.expect_failover",
-        c"When logical slots must survive a promotion (failover_unready, 17+): auto, on or off.",
-        c"auto: while a physical standby streams from this server.",
-        &EXPECT_FAILOVER,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
+}
+
+/// The /metrics endpoint.
+fn register_metrics() {
     GucRegistry::define_string_guc(
         c"cdc_health.metrics_address",
         c"Address (host:port) the /metrics endpoint listens on; empty (the default) turns it off.",
@@ -404,14 +458,6 @@ fn register_worker() {
             Some(show_hidden),
         );
     }
-    GucRegistry::define_string_guc(
-        c"cdc_health.notify_channel",
-        c"Channel alerts are sent on with NOTIFY.",
-        c"",
-        &NOTIFY_CHANNEL,
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
 }
 
 fn register_thresholds() {

@@ -110,7 +110,13 @@ impl Remote {
             let mapping = pg_sys::GetUserMapping(user, (*table).serverid);
             let server_name = CStr::from_ptr((*server).servername).to_string_lossy();
             let server_options = Server::from_options(&options_of((*server).options))
-                .unwrap_or_else(|e| error!("server \"{server_name}\": {e}"));
+                .unwrap_or_else(|e| {
+                    crate::pg::errors::raise(
+                        PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
+                        format!("server \"{server_name}\": {e}"),
+                        None,
+                    )
+                });
             let mut credentials = Credentials::default();
             for (name, value) in options_of((*mapping).options) {
                 match name.as_str() {

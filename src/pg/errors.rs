@@ -25,3 +25,22 @@ pub fn invalid_parameter(message: String) -> ! {
 pub fn undefined_object(message: String) -> ! {
     raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message, None)
 }
+
+/// XX000 for one of the extension's own statements that SPI could not run or read back: a
+/// broken invariant, never a quiet default.
+pub fn internal(what: &str, e: impl std::fmt::Display) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        format!("cdc_health: {what}: {e}"),
+        None,
+    )
+}
+
+/// 54000: a value past what the format can hold.
+pub fn limit_exceeded(message: String) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        message,
+        None,
+    )
+}

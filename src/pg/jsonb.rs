@@ -118,7 +118,11 @@ fn field(n: usize, what: &str) -> u32 {
     u32::try_from(n)
         .ok()
         .filter(|n| *n <= JENTRY_OFFLENMASK)
-        .unwrap_or_else(|| error!("jsonb {what} exceeds the maximum of {JENTRY_OFFLENMASK} bytes"))
+        .unwrap_or_else(|| {
+            super::errors::limit_exceeded(format!(
+                "jsonb {what} exceeds the maximum of {JENTRY_OFFLENMASK} bytes"
+            ))
+        })
 }
 
 struct Writer {
@@ -285,7 +289,11 @@ fn count(n: usize) -> u32 {
     u32::try_from(n)
         .ok()
         .filter(|n| *n <= JB_CMASK)
-        .unwrap_or_else(|| error!("jsonb container has more than {JB_CMASK} elements"))
+        .unwrap_or_else(|| {
+            super::errors::limit_exceeded(format!(
+                "jsonb container has more than {JB_CMASK} elements"
+            ))
+        })
 }
 
 fn is_container(node: Node<'_>) -> bool {
@@ -313,7 +321,7 @@ fn encode(root: Node<'_>) -> pg_sys::Datum {
     let len = i32::try_from(w.buf.len())
         .ok()
         .filter(|l| *l <= 0x3FFF_FFFF)
-        .unwrap_or_else(|| error!("jsonb document too large"));
+        .unwrap_or_else(|| super::errors::limit_exceeded("jsonb document too large".into()));
     // SAFETY: a palloc'd buffer of exactly the datum's size, filled and given its header.
     unsafe {
         let out = pg_sys::palloc(w.buf.len()).cast::<u8>();
