@@ -21,8 +21,8 @@ pub struct StoredSink {
     /// When the next attempt is due (Unix time); `None`: now.
     pub next_attempt_at: Option<f64>,
     pub resent_at: Option<f64>,
-    /// May its owner read `cdc_health.alerts` (pg_monitor, the extension owner)? Else it
-    /// receives what the public NOTIFY channel carries (`Transition::public`).
+    /// May the role that added it read `cdc_health.alerts` (pg_monitor, the owner, or a
+    /// grant)? Else it receives what the public NOTIFY channel carries (`Transition::public`).
     pub full_detail: bool,
 }
 
@@ -49,11 +49,8 @@ pub fn load_sinks() -> SpiResult<Vec<StoredSink>> {
                     extract(epoch FROM s.resent_at)::pg_catalog.float8,
                     EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
                             WHERE r.oid OPERATOR(pg_catalog.=) s.added_by::pg_catalog.oid
-                              AND (r.rolsuper
-                                   OR pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE')
-                                   OR r.oid OPERATOR(pg_catalog.=) (
-                                       SELECT e.extowner FROM pg_catalog.pg_extension e
-                                       WHERE e.extname OPERATOR(pg_catalog.=) 'cdc_health')))
+                              AND pg_catalog.has_table_privilege(
+                                      r.oid, 'cdc_health.alerts', 'SELECT'))
              FROM cdc_health.sinks s ORDER BY s.name",
             None,
             &[],

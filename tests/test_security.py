@@ -265,6 +265,11 @@ def test_secrets_stay_out_of_the_log_whatever_is_logged(make_cluster):
                "'http://user:pw-in-url-4711@127.0.0.1:9/', "
                "'{\"routing_key\": \"rk-secret-0815\", \"no_such_option\": 1}')")
     assert "no_such_option" in e.value.pgerror, "the caller still sees why"
+    # Refused inside PL/pgSQL: its CONTEXT quotes the call.
+    with pytest.raises(psycopg2.Error):
+        pg.sql("DO $$ BEGIN PERFORM cdc_health.add_sink('pd3', 'pagerduty', "
+               "'http://user:pw-in-url-4711@127.0.0.1:9/', "
+               "'{\"routing_key\": \"rk-secret-0815\", \"no_such_option\": 1}'); END $$")
     # Accepted, with every statement logged.
     pg.sql("SELECT cdc_health.add_sink('pd', 'pagerduty', "
            "'http://user:pw-in-url-4711@127.0.0.1:9/', '{\"routing_key\": \"rk-secret-0815\"}')")

@@ -6,17 +6,12 @@
 const SECRET_SETTING: &[u8] = b"metrics_auth_token";
 
 /// The one function whose arguments are secrets (a URL's password, a routing key). Our own
-/// messages about it hold none, so only the server's lines that quote the statement (with
-/// `log_statement`, `log_min_duration_statement`) are cut after it.
+/// error messages about it hold none and keep their words; the server's own log lines about
+/// a statement that calls it (`log_statement`, `log_min_duration_statement`: LOG level, in
+/// whatever language `lc_messages` says) are cut after it.
 const SECRET_CALL: &[u8] = b"add_sink";
 
-/// How the server's lines that quote a statement begin.
-const STATEMENT_LINES: [&[u8]; 3] = [b"statement: ", b"duration: ", b"execute "];
-
-/// How the detail that quotes a statement's bind parameters begins.
-const PARAMETERS: &[u8] = b"parameters:";
-
-/// Written after the marker where a message is cut, when it fits.
+/// Written where a text is cut, when it fits.
 const CUT_NOTE: &[u8] = b" (not logged)";
 
 fn find_end(text: &[u8], marker: &[u8]) -> Option<usize> {
@@ -25,30 +20,21 @@ fn find_end(text: &[u8], marker: &[u8]) -> Option<usize> {
         .map(|at| at + marker.len())
 }
 
-fn starts_with_ignoring_case(text: &[u8], prefix: &[u8]) -> bool {
-    text.get(..prefix.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-}
-
-/// Does a running statement hold a secret? Then its text is left out of every report made
-/// while it runs (`hide_stmt`), and so are its bind parameters.
+/// Does a running statement hold a secret? Then its text, its context and its parameters
+/// are left out of every report made while it runs.
 pub fn statement_has_secret(query: &[u8]) -> bool {
     find_end(query, SECRET_SETTING).is_some() || find_end(query, SECRET_CALL).is_some()
 }
 
-/// Cuts a message in place: after the secret setting's name wherever it appears, and after
-/// the secret call in a line that quotes a statement. `buf` is the C string's bytes and its
-/// NUL as the last byte; only bytes inside it are written. True when it cut.
-pub fn redact_message(buf: &mut [u8]) -> bool {
+/// Cuts a report's message in place: after the secret setting's name wherever it appears,
+/// and, in a server log line (`log_line`: LOG level) made while a statement with a secret
+/// runs, after the secret call. `buf` is the C string's bytes and its NUL as the last byte;
+/// only bytes inside it are written. True when it cut.
+pub fn redact_message(buf: &mut [u8], log_line: bool) -> bool {
     let Some((_, text)) = buf.split_last() else {
         return false;
     };
-    let quotes_statement = STATEMENT_LINES
-        .iter()
-        .any(|p| starts_with_ignoring_case(text, p));
-    let call = quotes_statement
-        .then(|| find_end(text, SECRET_CALL))
-        .flatten();
+    let call = log_line.then(|| find_end(text, SECRET_CALL)).flatten();
     let end = match (find_end(text, SECRET_SETTING), call) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => match a.or(b) {
@@ -60,16 +46,18 @@ pub fn redact_message(buf: &mut [u8]) -> bool {
     true
 }
 
-/// Cuts a detail that quotes bind parameters ("parameters: $1 = '...'") after its label.
-pub fn redact_parameters(buf: &mut [u8]) -> bool {
+/// Cuts a text that quotes a secret statement or its parameters (a log line's detail, the
+/// internal query) after the first secret marker, or whole when it names none (parameters).
+pub fn redact_quoting(buf: &mut [u8]) {
     let Some((_, text)) = buf.split_last() else {
-        return false;
+        return;
     };
-    if !starts_with_ignoring_case(text, PARAMETERS) {
-        return false;
-    }
-    cut_at(buf, PARAMETERS.len());
-    true
+    let end = [find_end(text, SECRET_SETTING), find_end(text, SECRET_CALL)]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(0);
+    cut_at(buf, end);
 }
 
 /// Ends the C string in `buf` at `end`, with `CUT_NOTE` after it when it fits.
@@ -88,7 +76,7 @@ fn cut_at(buf: &mut [u8], end: usize) {
 mod tests {
     use super::*;
 
-    fn cut_with(text: &str, f: fn(&mut [u8]) -> bool) -> String {
+    fn cut_with(text: &str, f: impl Fn(&mut [u8])) -> String {
         let mut buf = text.as_bytes().to_vec();
         buf.push(0);
         f(&mut buf);
@@ -96,41 +84,61 @@ mod tests {
         String::from_utf8(buf[..end].to_vec()).unwrap()
     }
 
-    fn cut(text: &str) -> String {
-        cut_with(text, redact_message)
+    fn cut(text: &str, log_line: bool) -> String {
+        cut_with(text, |b| {
+            redact_message(b, log_line);
+        })
     }
 
     #[test]
     fn messages_are_cut_after_the_first_marker() {
         assert_eq!(
-            cut("parameter \"cdc_health.metrics_auth_token\" changed to \"s3cret-token-value\""),
+            cut(
+                "parameter \"cdc_health.metrics_auth_token\" changed to \"s3cret-token-value\"",
+                false
+            ),
             "parameter \"cdc_health.metrics_auth_token (not logged)"
         );
         assert_eq!(
-            cut("statement: ALTER SYSTEM SET \"cdc_health\".\"METRICS_AUTH_TOKEN\" = 'x'"),
+            cut(
+                "statement: ALTER SYSTEM SET \"cdc_health\".\"METRICS_AUTH_TOKEN\" = 'x'",
+                true
+            ),
             "statement: ALTER SYSTEM SET \"cdc_health\".\"METRICS_AUTH_TOKEN"
         );
+        // A LOG line about the statement, in any language.
         assert_eq!(
-            cut("statement: SELECT cdc_health.add_sink('pd', 'pagerduty', 'http://u:pw@h/')"),
-            "statement: SELECT cdc_health.add_sink (not logged)"
-        );
-        assert_eq!(
-            cut("duration: 0.5 ms  statement: select cdc_health.ADD_SINK('x', 'pd', 'u', '{}')"),
-            "duration: 0.5 ms  statement: select cdc_health.ADD_SINK (not logged)"
+            cut(
+                "Anweisung: SELECT cdc_health.ADD_SINK('pd', 'pagerduty', 'http://u:pw@h/')",
+                true
+            ),
+            "Anweisung: SELECT cdc_health.ADD_SINK (not logged)"
         );
         // Our own messages about add_sink hold no secret and keep their words.
         let own = "cdc_health.add_sink(\"x\"): webhook URL must start with http:// or https://";
-        assert_eq!(cut(own), own);
+        assert_eq!(cut(own, false), own);
         assert_eq!(
-            cut("checkpoint starting: time"),
+            cut("checkpoint starting: time", true),
             "checkpoint starting: time"
         );
-        assert!(!redact_message(&mut []));
+        assert!(!redact_message(&mut [], true));
+    }
+
+    #[test]
+    fn quoting_texts_are_cut_after_a_marker_or_whole() {
         assert_eq!(
-            cut_with("parameters: $1 = 'http://u:pw@h/'", redact_parameters),
-            "parameters: (not logged)"
+            cut_with(
+                "SELECT cdc_health.add_sink('pd', 'http://u:pw@h/')",
+                redact_quoting
+            ),
+            "SELECT cdc_health.add_sink (not logged)"
         );
-        assert_eq!(cut_with("Some detail", redact_parameters), "Some detail");
+        assert_eq!(
+            cut_with("parameters: $1 = 'http://u:pw@h/'", redact_quoting),
+            " (not logged)"
+        );
+        assert_eq!(cut_with("short", redact_quoting), "");
+        redact_quoting(&mut []);
         assert!(statement_has_secret(b"SELECT CDC_HEALTH.Add_Sink($1)"));
         assert!(!statement_has_secret(b"SELECT cdc_health.sinks()"));
     }

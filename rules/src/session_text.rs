@@ -73,11 +73,21 @@ pub fn statement_head(query: &str) -> Option<String> {
     (!word.is_empty()).then(|| word.to_ascii_uppercase())
 }
 
+/// Characters that must not reach a reader as they are: control characters, line and
+/// paragraph separators, and the invisible format characters (zero-width, bidirectional
+/// overrides and isolates) that can make text read differently from what it is.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// A string literal for SQL that names `text` exactly on one line: `'...'` with quotes
-/// doubled, or `E'...'` with backslash escapes when it holds control characters (a line
-/// break in a gid must not start a line of its own in a remedy).
+/// doubled, or `E'...'` with backslash escapes when it holds a backslash (which a session
+/// with `standard_conforming_strings = off` would read as an escape in `'...'`) or an unsafe
+/// character (a line break in a gid must not start a line of its own in a remedy).
 pub fn sql_literal(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(|c| c == '\\' || is_unsafe_char(c)) {
         return format!("'{}'", text.replace('\'', "''"));
     }
     let mut out = String::from("E'");
@@ -88,7 +98,7 @@ pub fn sql_literal(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c if is_unsafe_char(c) => out.push_str(&format!("\\u{:04X}", u32::from(c))),
             c => out.push(c),
         }
     }
@@ -150,5 +160,11 @@ mod tests {
         );
         assert_eq!(sql_literal("\u{7}"), "E'\\u0007'");
         assert!(!sql_literal("x\r\ny").contains(['\n', '\r']));
+        // A backslash is an escape only in E'...', whatever standard_conforming_strings says.
+        assert_eq!(
+            sql_literal("x\\'; SELECT 1; --"),
+            "E'x\\\\''; SELECT 1; --'"
+        );
+        assert_eq!(sql_literal("a\u{2028}b\u{202E}c"), "E'a\\u2028b\\u202Ec'");
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::finding::{Finding, FindingCode, Severity};
 use crate::observation::{SlotObservation, SlotType};
-use crate::session_text::sql_literal;
+use crate::session_text::{is_unsafe_char, sql_literal};
 use crate::units::pretty_duration;
 
 /// A transaction seen in `pg_stat_activity` or `pg_prepared_xacts`.
@@ -39,14 +39,14 @@ const QUOTED_MAX_CHARS: usize = 64;
 
 /// Text another role chose (an `application_name`, a gid), quoted so that it cannot pass for
 /// cdc_health's own words ("... from app. FIRST RUN: DROP ..."): double quotes, inner quotes
-/// and backslashes escaped, control characters shown as `?`, cut at 64 characters.
+/// and backslashes escaped, control and invisible format characters shown as `?`, cut at 64 characters.
 pub fn quoted(text: &str) -> String {
     let mut out = String::from('"');
     for c in text.chars().take(QUOTED_MAX_CHARS) {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push('?'),
+            c if is_unsafe_char(c) => out.push('?'),
             c => out.push(c),
         }
     }

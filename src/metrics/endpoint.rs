@@ -318,6 +318,15 @@ impl Server {
                     self.refusals.note(408, slow.peer);
                     let _ = slow.stream.write(&scrape::refusal(408, "Request Timeout"));
                 }
+                // Its answer has begun (and every place is being written to): a refusal
+                // now would land inside it. It finishes above the cap, as the others free
+                // their places within WRITE_DEADLINE; past twice the cap it is closed.
+                Admission::Refuse if ready => {
+                    if self.clients.len() >= 2 * MAX_CLIENTS {
+                        self.refusals.note(503, peer);
+                        continue;
+                    }
+                }
                 Admission::Refuse => {
                     self.refusals.note(503, peer);
                     let _ = client

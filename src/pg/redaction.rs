@@ -4,15 +4,16 @@
 //! to ..."), with `log_statement` the `ALTER SYSTEM` that set it, and with an error the
 //! statement that failed (`log_min_error_statement`, `error` by default): a refused
 //! `add_sink(...)` call would log its URL's password and its routing key. An `emit_log_hook`
-//! cuts every message after the first mention of a marker (`log_redaction::MARKERS`) and
-//! hides the statement of any report made while a statement with a marker runs.
+//! cuts messages after the secret setting's name, the server's log lines about a statement
+//! that calls `add_sink` after the call, and hides the statement, the context and what quotes
+//! them in any report made while such a statement runs (`log_redaction`).
 //!
 //! The hook runs inside error reporting, in every backend: it allocates nothing, raises
 //! nothing and reads each string once (the message is cut in place).
 
 use std::ffi::CStr;
 
-use cdc_health_rules::log_redaction::{redact_message, redact_parameters, statement_has_secret};
+use cdc_health_rules::log_redaction::{redact_message, redact_quoting, statement_has_secret};
 use pgrx::pg_sys;
 
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
@@ -48,14 +49,32 @@ unsafe extern "C-unwind" fn redact(edata: *mut pg_sys::ErrorData) {
     // are NULL or NUL-terminated palloc'd strings that it frees after this hook.
     unsafe {
         if let Some(edata) = edata.as_mut() {
-            if let Some(message) = c_string_bytes(edata.message) {
-                redact_message(message);
-            }
             let query = pg_sys::debug_query_string;
-            if !query.is_null() && statement_has_secret(CStr::from_ptr(query).to_bytes()) {
+            let secret = !query.is_null() && statement_has_secret(CStr::from_ptr(query).to_bytes());
+            // The server's own lines about the running statement (log_statement,
+            // log_min_duration_statement) are LOG level; errors keep their words.
+            let log_line = secret
+                && matches!(
+                    u32::try_from(edata.elevel),
+                    Ok(pg_sys::LOG | pg_sys::LOG_SERVER_ONLY)
+                );
+            if let Some(message) = c_string_bytes(edata.message) {
+                redact_message(message, log_line);
+            }
+            if secret {
+                // The statement (STATEMENT:), where it was called from (CONTEXT: a PL/pgSQL
+                // line quoting the call) and what quotes it or its parameters.
                 edata.hide_stmt = true;
-                if let Some(detail) = c_string_bytes(edata.detail) {
-                    redact_parameters(detail);
+                edata.hide_ctx = true;
+                if let Some(query) = c_string_bytes(edata.internalquery) {
+                    redact_quoting(query);
+                }
+                if log_line {
+                    for text in [edata.detail, edata.detail_log] {
+                        if let Some(text) = c_string_bytes(text) {
+                            redact_quoting(text);
+                        }
+                    }
                 }
             }
         }
