@@ -20,10 +20,15 @@ fn find_end(text: &[u8], marker: &[u8]) -> Option<usize> {
         .map(|at| at + marker.len())
 }
 
+/// Where the first of `markers` in `text` ends.
+fn first_end(text: &[u8], markers: &[&[u8]]) -> Option<usize> {
+    markers.iter().filter_map(|m| find_end(text, m)).min()
+}
+
 /// Does a running statement hold a secret? Then its text, its context and its parameters
 /// are left out of every report made while it runs.
 pub fn statement_has_secret(query: &[u8]) -> bool {
-    find_end(query, SECRET_SETTING).is_some() || find_end(query, SECRET_CALL).is_some()
+    first_end(query, &[SECRET_SETTING, SECRET_CALL]).is_some()
 }
 
 /// Cuts a report's message in place: after the secret setting's name wherever it appears,
@@ -34,13 +39,13 @@ pub fn redact_message(buf: &mut [u8], log_line: bool) -> bool {
     let Some((_, text)) = buf.split_last() else {
         return false;
     };
-    let call = log_line.then(|| find_end(text, SECRET_CALL)).flatten();
-    let end = match (find_end(text, SECRET_SETTING), call) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => match a.or(b) {
-            Some(end) => end,
-            None => return false,
-        },
+    let markers: &[&[u8]] = if log_line {
+        &[SECRET_SETTING, SECRET_CALL]
+    } else {
+        &[SECRET_SETTING]
+    };
+    let Some(end) = first_end(text, markers) else {
+        return false;
     };
     cut_at(buf, end);
     true
@@ -52,11 +57,7 @@ pub fn redact_quoting(buf: &mut [u8]) {
     let Some((_, text)) = buf.split_last() else {
         return;
     };
-    let end = [find_end(text, SECRET_SETTING), find_end(text, SECRET_CALL)]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(0);
+    let end = first_end(text, &[SECRET_SETTING, SECRET_CALL]).unwrap_or(0);
     cut_at(buf, end);
 }
 

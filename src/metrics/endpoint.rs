@@ -302,16 +302,21 @@ impl Server {
             if !serve(&mut client, token, &mut self.refusals) {
                 continue;
             }
-            let places: Vec<Place> = self
-                .clients
-                .iter()
-                .map(|c| Place {
-                    age_secs: now.duration_since(c.connected_at).as_secs_f64(),
-                    reading: c.output.is_none(),
-                })
-                .collect();
             let ready = client.output.is_some();
-            match admit(&places, MAX_CLIENTS, PATIENCE.as_secs_f64(), ready) {
+            let admission = if full {
+                let places: Vec<Place> = self
+                    .clients
+                    .iter()
+                    .map(|c| Place {
+                        age_secs: now.duration_since(c.connected_at).as_secs_f64(),
+                        reading: c.output.is_none(),
+                    })
+                    .collect();
+                admit(&places, MAX_CLIENTS, PATIENCE.as_secs_f64(), ready)
+            } else {
+                Admission::Accept
+            };
+            match admission {
                 Admission::Accept => {}
                 Admission::Evict(i) => {
                     let mut slow = self.clients.swap_remove(i);

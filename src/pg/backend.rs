@@ -27,11 +27,8 @@ pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
     // SAFETY: GetConfigOption returns NULL or a pointer into the GUC's own NUL-terminated
     // storage, read here at once.
     let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
-    (!value.is_null()).then(|| {
-        // SAFETY: checked for NULL; NUL-terminated as said.
-        let bytes = unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes();
-        super::session_text::decode_bytes(bytes)
-    })
+    // SAFETY: NULL or NUL-terminated, as said.
+    unsafe { super::session_text::from_c_string(value) }
 }
 
 /// Re-reads the configuration files, as a background worker does on SIGHUP.

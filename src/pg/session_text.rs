@@ -20,9 +20,17 @@ fn server_encoding() -> ServerEncoding {
     }
 }
 
-/// A C string another session (or database) chose, decoded as `SessionText` is.
-pub fn decode_bytes(bytes: &[u8]) -> String {
-    decode(bytes, server_encoding()).text
+/// A C string the server holds (a database name, a setting's value), decoded as
+/// `SessionText` is; `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or a NUL-terminated string that stays valid for the call.
+pub unsafe fn from_c_string(ptr: *const std::ffi::c_char) -> Option<String> {
+    (!ptr.is_null()).then(|| {
+        // SAFETY: checked for NULL; NUL-terminated and valid by the caller's promise.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes();
+        decode(bytes, server_encoding()).text
+    })
 }
 
 impl FromDatum for SessionText {

@@ -107,11 +107,8 @@ struct RawSlot {
 fn c_text(ptr: *const std::ffi::c_char) -> Option<String> {
     // Database names may be in any encoding the database allows: decoded so that what is
     // written back is valid in this one (`session_text`).
-    (!ptr.is_null()).then(|| {
-        // SAFETY: callers pass NULL (checked) or a NUL-terminated string the server owns.
-        let bytes = unsafe { std::ffi::CStr::from_ptr(ptr) }.to_bytes();
-        crate::pg::session_text::decode_bytes(bytes)
-    })
+    // SAFETY: callers pass NULL or a NUL-terminated string the server owns.
+    unsafe { crate::pg::session_text::from_c_string(ptr) }
 }
 
 fn name_text(name: &pg_sys::NameData) -> String {
