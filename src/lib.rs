@@ -44,15 +44,6 @@ pub extern "C-unwind" fn _PG_init() {
     }
 }
 
-extension_sql!(
-    r#"
-CREATE SCHEMA IF NOT EXISTS cdc_health;
-COMMENT ON SCHEMA cdc_health IS 'cdc_health: tables and functions of the cdc_health extension';
-"#,
-    name = "schema",
-    bootstrap
-);
-
 #[cfg(any(test, feature = "pg_test"))]
 mod pg_tests;
 

@@ -163,21 +163,3 @@ mod cdc_health {
         Ok(trigger.new().or_else(|| trigger.old()))
     }
 }
-
-pgrx::extension_sql!(
-    r#"
-CREATE TRIGGER alerts_changed
-    BEFORE INSERT OR UPDATE OR DELETE ON cdc_health.alerts
-    FOR EACH ROW EXECUTE FUNCTION cdc_health.alerts_changed();
-CREATE TRIGGER alerts_truncated
-    BEFORE TRUNCATE ON cdc_health.alerts
-    FOR EACH STATEMENT EXECUTE FUNCTION cdc_health.alerts_changed();
-ALTER TABLE cdc_health.alerts ENABLE ALWAYS TRIGGER alerts_changed;
-ALTER TABLE cdc_health.alerts ENABLE ALWAYS TRIGGER alerts_truncated;
-REVOKE ALL ON FUNCTION cdc_health.alerts_changed() FROM PUBLIC;
-COMMENT ON FUNCTION cdc_health.alerts_changed() IS
-  'Trigger: tells the worker that cdc_health.alerts changed (it keeps the open alerts between passes)';
-"#,
-    name = "alerts_changed_trigger",
-    requires = ["tables", cdc_health::alerts_changed]
-);

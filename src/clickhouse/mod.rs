@@ -262,17 +262,3 @@ mod cdc_health {
         }
     }
 }
-
-extension_sql!(
-    r#"
-CREATE FUNCTION cdc_health.clickhouse_handler() RETURNS fdw_handler
-    LANGUAGE c STRICT AS 'MODULE_PATHNAME', 'cdc_health_clickhouse_handler';
-CREATE FOREIGN DATA WRAPPER cdc_health_clickhouse
-    HANDLER cdc_health.clickhouse_handler
-    VALIDATOR cdc_health.clickhouse_validator;
-COMMENT ON FOREIGN DATA WRAPPER cdc_health_clickhouse IS
-    'Read-only ClickHouse tables and queries over HTTP(S), for mirror freshness checks';
-"#,
-    name = "clickhouse_wrapper",
-    requires = [cdc_health::clickhouse_validator]
-);
