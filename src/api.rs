@@ -4,9 +4,54 @@
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 
+use crate::pg::errors::{OrRaise, SqlError};
 use crate::pg::jsonb::Jsonb;
 use crate::pg::projection::Columns;
 use crate::{monitor, settings, shmem};
+
+/// What the slot functions can answer with besides rows.
+enum Error {
+    /// 25006: `check_now()` writes, and a standby is read-only.
+    OnStandby,
+    /// 22023
+    BadWidth(i32),
+    /// XX000: reading the slots, the history or the creations failed.
+    Internal(&'static str, String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::OnStandby => f.write_str(
+                "cdc_health.check_now() writes alerts and history and cannot run on a standby",
+            ),
+            Error::BadWidth(width) => write!(
+                f,
+                "cdc_health.sparkline: width must be between 1 and 1000, not {width}"
+            ),
+            Error::Internal(doing, cause) => write!(f, "cdc_health: {doing}: {cause}"),
+        }
+    }
+}
+
+impl SqlError for Error {
+    fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            Error::OnStandby => PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            Error::BadWidth(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            Error::Internal(..) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::OnStandby => {
+                Some("Run it on the primary; the worker keeps assessing slots here.")
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Unix seconds as a timestamptz (PostgreSQL counts microseconds from 2000-01-01).
 fn timestamptz(unix_secs: f64) -> Option<TimestampWithTimeZone> {
@@ -106,8 +151,7 @@ fn cdc_health(
     const DETAIL: usize = 18;
     // SAFETY: this call's own fcinfo, during the call.
     let columns = unsafe { Columns::of_call(fcinfo) };
-    let (server, views) =
-        monitor::observe(false).unwrap_or_else(|e| error!("cdc_health: reading slots: {e}"));
+    let (server, views) = monitor::observe(false).or_raise(|e| Error::Internal("reading slots", e));
     let worker = shmem::worker_status();
     let rows: Vec<_> = views
         .into_iter()
@@ -173,7 +217,8 @@ mod cdc_health {
     use pgrx::datum::{Interval, TimestampWithTimeZone};
     use pgrx::prelude::*;
 
-    use super::timestamptz;
+    use super::{timestamptz, Error};
+    use crate::pg::errors::{OrRaise, SqlError};
     use crate::pg::jsonb::Jsonb;
     use crate::{monitor, settings, shmem};
 
@@ -192,15 +237,10 @@ mod cdc_health {
         ),
     > {
         if crate::pg::backend::in_recovery() {
-            crate::pg::errors::raise(
-                PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
-                "cdc_health.check_now() writes alerts and history and cannot run on a standby"
-                    .into(),
-                Some("Run it on the primary; the worker keeps assessing slots here."),
-            );
+            Error::OnStandby.raise();
         }
         let applied = monitor::pass(true, None)
-            .unwrap_or_else(|e| error!("cdc_health.check_now(): {e}"))
+            .or_raise(|e| Error::Internal("check_now()", e))
             .map(|p| p.applied)
             .unwrap_or_default();
         TableIterator::new(applied.into_iter().map(|a| {
@@ -279,7 +319,7 @@ mod cdc_health {
         ),
     > {
         let waiting = crate::slots::creations::in_progress()
-            .unwrap_or_else(|e| error!("cdc_health.slot_creations(): {e}"));
+            .or_raise(|e| Error::Internal("slot_creations()", e));
         let note = if crate::pg::backend::in_recovery() {
             Some("on a standby no standby snapshot can be logged: run SELECT pg_log_standby_snapshot() on the primary")
         } else if shmem::worker_status().is_none_or(|w| w.pid == 0) {
@@ -323,9 +363,7 @@ mod cdc_health {
         width: default!(i32, 48),
     ) -> Option<String> {
         if !(1..=1000).contains(&width) {
-            crate::pg::errors::invalid_parameter(format!(
-                "cdc_health.sparkline: width must be between 1 and 1000, not {width}"
-            ));
+            Error::BadWidth(width).raise();
         }
         // Our statement, not the caller's search_path (whose operators would run as the
         // caller, a superuser among them).
@@ -344,7 +382,7 @@ mod cdc_health {
                 .map(|row| row.get::<f64>(1))
                 .collect::<Result<Vec<_>, _>>()
         })
-        .unwrap_or_else(|e| error!("cdc_health.sparkline: {e}"));
+        .or_raise(|e| Error::Internal("sparkline()", e));
         if values.is_empty() {
             return None;
         }

@@ -37,6 +37,15 @@ def test_mistakes_have_their_sqlstates(make_cluster):
         ("SELECT cdc_health.sparkline('s', width => 0)", "22023", "width"),
         ("SELECT cdc_health.add_freshness_check('x', 'no_such_table', 'at', '1h')", "42P01",
          "no_such_table"),
+        ("SELECT cdc_health.add_sink('', 'webhook', 'http://127.0.0.1:9/')", "22023",
+         "name must be"),
+        ("SELECT cdc_health.add_sink('w', 'carrier-pigeon', 'http://127.0.0.1:9/')", "22023",
+         "cdc_health.add_sink(\"w\")"),
+        ("SELECT cdc_health.add_sink('w', 'webhook', 'http://127.0.0.1:9/')", None, None),
+        ("SELECT cdc_health.add_sink('w', 'webhook', 'http://127.0.0.1:9/')", "42710",
+         "exists already"),
+        ("SELECT cdc_health.remove_sink('nope')", "42704", "no sink named \"nope\""),
+        ("SELECT cdc_health.test_sink('nope')", "42704", "no sink named \"nope\""),
     ]
     for sql, code, words in cases:
         if code is None:

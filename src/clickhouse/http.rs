@@ -12,6 +12,8 @@ use std::time::Duration;
 use cdc_health_rules::clickhouse::{quote_literal, remote_error, RowReader, Server};
 use pgrx::pg_sys;
 
+use crate::pg::errors::SqlError;
+
 /// Credentials from the user mapping.
 #[derive(Clone, Default)]
 pub struct Credentials {
@@ -189,7 +191,7 @@ pub fn start(server: &Server, credentials: &Credentials, sql: String) -> Stream 
             .name("cdc_health http".into())
             .spawn(move || run(s, c, q, sql, tx))
     })
-    .unwrap_or_else(|e| pgrx::error!("cdc_health: could not start a thread for ClickHouse: {e}"));
+    .unwrap_or_else(|e| super::Error::NoThread(e.to_string()).raise());
     Stream {
         rx,
         server: server.clone(),

@@ -4,6 +4,7 @@
 //! `http` moves bytes and `fdw` is the planner's and executor's side; options, SQL text and
 //! the wire format are decided in `cdc_health_rules::clickhouse`.
 
+mod error;
 mod fdw;
 mod http;
 
@@ -13,6 +14,9 @@ use cdc_health_rules::clickhouse::{validate, OptionPlace, RowReader, Server, Sou
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgList;
+
+use crate::pg::errors::{OrRaise, SqlError};
+pub use error::Error;
 
 pub use http::Credentials;
 
@@ -75,27 +79,22 @@ pub fn new_reader() -> RowReader {
 }
 
 fn fail(relid: pg_sys::Oid, why: String) -> ! {
-    fail_with(relid, PgSqlErrorCode::ERRCODE_FDW_ERROR, why)
-}
-
-fn fail_with(relid: pg_sys::Oid, code: PgSqlErrorCode, why: String) -> ! {
-    ereport!(
-        PgLogLevel::ERROR,
-        code,
-        format!("foreign table {}: {why}", relation_name(relid))
-    );
-    unreachable!()
+    Error::Remote {
+        table: relation_name(relid),
+        why,
+    }
+    .raise()
 }
 
 /// PostgreSQL's text cannot hold a NUL byte (its input refuses one with 22021); ClickHouse's
 /// String can. Such a value is refused by name rather than cut or passed on with it inside.
 fn refuse_nul(relid: pg_sys::Oid, what: &str, value: &str) {
     if value.contains('\0') {
-        fail_with(
-            relid,
-            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-            format!("{what}: the value contains a NUL byte, which PostgreSQL text cannot hold"),
-        )
+        Error::NulByte {
+            table: relation_name(relid),
+            what: what.into(),
+        }
+        .raise()
     }
 }
 
@@ -111,11 +110,7 @@ impl Remote {
             let server_name = CStr::from_ptr((*server).servername).to_string_lossy();
             let server_options = Server::from_options(&options_of((*server).options))
                 .unwrap_or_else(|e| {
-                    crate::pg::errors::raise(
-                        PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
-                        format!("server \"{server_name}\": {e}"),
-                        None,
-                    )
+                    Error::BadOption(format!("server \"{server_name}\": {e}")).raise()
                 });
             let mut credentials = Credentials::default();
             for (name, value) in options_of((*mapping).options) {
@@ -182,12 +177,7 @@ pub fn is_clickhouse_table(relid: pg_sys::Oid) -> bool {
         &[relid.into()],
     )
     // A failed lookup is an error, not "some other kind of table".
-    .unwrap_or_else(|e| {
-        error!(
-            "cdc_health: looking up the foreign table {}: {e}",
-            relid.to_u32()
-        )
-    })
+    .or_raise(|e| Error::Internal("looking up a foreign table", e))
     .unwrap_or(false)
 }
 
@@ -254,11 +244,7 @@ mod cdc_health {
             })
             .collect();
         if let Err(e) = validate(place, &pairs) {
-            ereport!(
-                PgLogLevel::ERROR,
-                PgSqlErrorCode::ERRCODE_FDW_INVALID_OPTION_NAME,
-                e
-            );
+            Error::BadOption(e).raise();
         }
     }
 }

@@ -7,6 +7,7 @@
 //! again with the same delivery id. The formats, filters and retry policy are the rules
 //! crate's (`cdc_health_rules::delivery`).
 
+mod error;
 pub mod send;
 pub mod sinks;
 pub mod worker;

@@ -10,25 +10,24 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::error::Error;
 use super::send;
 use crate::outbox;
-use crate::pg::errors;
+use crate::pg::errors::{OrRaise, SqlError};
 use crate::pg::role::{as_extension_owner, Switched};
 use crate::pg::spi::read_one;
 
 fn stored(name: &str) -> outbox::StoredSink {
     as_extension_owner(outbox::load_sinks)
-        .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"))
+        .or_raise(|e| Error::Internal("reading sinks", e))
         .into_iter()
         .find(|s| s.name == name)
-        .unwrap_or_else(|| {
-            errors::undefined_object(format!("cdc_health: no sink named \"{name}\""))
-        })
+        .unwrap_or_else(|| Error::NoSuchSink(name.into()).raise())
 }
 
 /// Refuses (42501) unless the calling role is, or has the rights of, the role that added the
 /// sink or the extension's owner: a role granted the sink functions manages its own sinks.
-fn check_manages(name: &str, action: &str) {
+fn check_manages(name: &str, action: &'static str) {
     let caller = crate::pg::backend::current_user();
     let allowed = as_extension_owner(|| {
         read_one::<bool>(
@@ -42,14 +41,14 @@ fn check_manages(name: &str, action: &str) {
             &[name.into(), caller.into()],
         )
     })
-    .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"));
+    .or_raise(|e| Error::Internal("reading sinks", e));
     match allowed {
-        None => errors::undefined_object(format!("cdc_health: no sink named \"{name}\"")),
-        Some(false) => errors::raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("cdc_health: permission denied to {action} sink \"{name}\""),
-            Some("Only the role that added a sink, or the extension's owner, may change, test or remove it."),
-        ),
+        None => Error::NoSuchSink(name.into()).raise(),
+        Some(false) => Error::NotAllowed {
+            name: name.into(),
+            action,
+        }
+        .raise(),
         Some(true) => {}
     }
 }
@@ -83,13 +82,14 @@ mod cdc_health {
     fn add_sink(name: &str, kind: &str, url: &str, options: default!(JsonB, "'{}'")) {
         let _path = Switched::safe_search_path();
         if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            errors::invalid_parameter(
-                "cdc_health.add_sink: name must be 1 to 200 characters, none a control character"
-                    .into(),
-            );
+            Error::BadName.raise();
         }
         if let Err(e) = SinkConfig::parse(kind, url, &options.0) {
-            errors::invalid_parameter(format!("cdc_health.add_sink(\"{name}\"): {e}"));
+            Error::BadSink {
+                name: name.into(),
+                reason: e.to_string(),
+            }
+            .raise();
         }
         let taken = as_extension_owner(|| {
             read_one::<bool>(
@@ -97,13 +97,9 @@ mod cdc_health {
                 &[name.into()],
             )
         })
-        .unwrap_or_else(|e| error!("cdc_health: reading sinks: {e}"));
+        .or_raise(|e| Error::Internal("reading sinks", e));
         if taken == Some(true) {
-            errors::raise(
-                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
-                format!("cdc_health: a sink named \"{name}\" exists already"),
-                Some("Remove it first with cdc_health.remove_sink(name), or pick another name."),
-            );
+            Error::Exists(name.into()).raise();
         }
         // Recorded before switching: the sink belongs to whoever called.
         let caller = crate::pg::backend::current_user();
@@ -120,7 +116,7 @@ mod cdc_health {
                 ],
             )
         })
-        .unwrap_or_else(|e| error!("cdc_health: could not add sink \"{name}\": {e}"));
+        .or_raise(|e| Error::Internal("adding a sink", e));
     }
 
     /// Removes a sink, what waits for it, and resolves its delivery_failed alert.
@@ -142,9 +138,9 @@ mod cdc_health {
                 Ok::<_, pgrx::spi::Error>(!deleted.is_empty())
             })
         })
-        .unwrap_or_else(|e| error!("cdc_health: removing sink \"{name}\": {e}"));
+        .or_raise(|e| Error::Internal("removing a sink", e));
         if !removed {
-            errors::undefined_object(format!("cdc_health: no sink named \"{name}\""));
+            Error::NoSuchSink(name.into()).raise();
         }
         true
     }
@@ -161,15 +157,17 @@ mod cdc_health {
         // Off this backend's thread, waiting in steps that answer cancellation.
         let rx = send::spawn(move || send::send_all(&config, &reqs));
         let sent = send::wait_interruptible(&rx).unwrap_or_else(|| {
-            error!("cdc_health.test_sink(\"{name}\"): the sender thread failed")
+            Error::Internal("test_sink", "the sender thread failed".into()).raise()
         });
         match (sent.status, sent.verdict) {
             (Some(status), _) => i32::from(status),
-            (None, Verdict::Retry { reason, .. } | Verdict::Permanent { reason }) => errors::raise(
-                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-                format!("cdc_health.test_sink(\"{name}\"): {reason}"),
-                None,
-            ),
+            (None, Verdict::Retry { reason, .. } | Verdict::Permanent { reason }) => {
+                Error::Unreachable {
+                    name: name.into(),
+                    reason,
+                }
+                .raise()
+            }
             (None, Verdict::Delivered) => 0,
         }
     }
@@ -197,8 +195,8 @@ mod cdc_health {
         ),
     > {
         let _path = Switched::safe_search_path();
-        let configs = as_extension_owner(outbox::load_sinks)
-            .unwrap_or_else(|e| error!("cdc_health.sinks(): {e}"));
+        let configs =
+            as_extension_owner(outbox::load_sinks).or_raise(|e| Error::Internal("sinks()", e));
         type Row = (
             String,
             i64,
@@ -245,7 +243,7 @@ mod cdc_health {
                     .collect::<Result<Vec<_>, pgrx::spi::Error>>()
             })
         })
-        .unwrap_or_else(|e| error!("cdc_health.sinks(): {e}"));
+        .or_raise(|e| Error::Internal("sinks()", e));
         let rows: Vec<_> = counters
             .into_iter()
             .map(|c| {

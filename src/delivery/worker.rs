@@ -21,6 +21,7 @@ use serde_json::json;
 use super::send::{self, Sent};
 use crate::outbox::{self, Outcome, StoredSink};
 use crate::pg::clock::now_secs;
+use crate::pg::errors::{Internal, OrRaise};
 use crate::pg::transaction::{guarded, limit_own_statements};
 use crate::{alerts, settings};
 
@@ -329,5 +330,5 @@ pub extern "C-unwind" fn cdc_health_delivery_worker_main(_arg: pg_sys::Datum) {
 fn transaction<T>(
     body: impl FnOnce() -> SpiResult<T> + std::panic::UnwindSafe,
 ) -> Result<T, String> {
-    guarded(|| body().unwrap_or_else(|e| error!("{e}")))
+    guarded(|| body().or_raise(|e| Internal("a delivery round", e)))
 }

@@ -178,6 +178,7 @@ pub fn render_worker_now(truncated: bool) -> String {
 
 #[pg_schema]
 mod cdc_health {
+    use crate::pg::errors::{Internal, OrRaise};
     use pgrx::prelude::*;
 
     /// Every metric in the Prometheus text format, rendered now (for postgres_exporter,
@@ -185,10 +186,9 @@ mod cdc_health {
     #[pg_extern(volatile, parallel_safe)]
     fn metrics() -> String {
         let _path = super::Switched::safe_search_path();
-        let (server, views) = crate::monitor::observe(false)
-            .unwrap_or_else(|e| error!("cdc_health.metrics(): reading slots: {e}"));
-        let mut text =
-            super::render(&server, &views).unwrap_or_else(|e| error!("cdc_health.metrics(): {e}"));
+        let (server, views) =
+            crate::monitor::observe(false).or_raise(|e| Internal("metrics(): reading slots", e));
+        let mut text = super::render(&server, &views).or_raise(|e| Internal("metrics()", e));
         text.push_str(&super::render_worker_now(false));
         text
     }

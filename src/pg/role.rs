@@ -9,7 +9,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::pg::errors;
+use crate::pg::errors::{self, OrRaise};
 use crate::pg::spi::read_one;
 
 /// What PostgreSQL's own maintenance commands use (`GUC_SAFE_SEARCH_PATH`).
@@ -100,7 +100,7 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
          WHERE extname OPERATOR(pg_catalog.=) 'cdc_health'",
         &[],
     )
-    .unwrap_or_else(|e| error!("cdc_health: reading the extension's owner: {e}"))
+    .or_raise(|e| errors::Internal("reading the extension's owner", e))
     .unwrap_or_else(|| {
         errors::raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
