@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The architecture, checked: every module of src/ imports only from the layers below it
-(docs/ARCHITECTURE.md), and no two files import each other, directly or round a circle.
+(docs/ARCHITECTURE.md), the files of an ordered folder (INNER) only from those before them,
+and no two files import each other, directly or round a circle.
 
     python3 scripts/check-layers.py            # exit 1 and name each offence
     python3 scripts/check-layers.py --figures  # also: modules, unsafe blocks without a
@@ -29,12 +30,18 @@ LAYERS = [
     ["open_alerts"],                         # the worker's copy of the open alerts
     ["alerts"],                              # raising, resolving, announcing
     ["monitor"],                             # one look at every slot, one pass
-    ["mirrors", "delivery", "metrics"],      # the subsystems built on the pass and the alerts
-    ["worker"],                              # the monitor and mirror workers' loops
+    ["mirrors", "delivery", "metrics"],      # the subsystems built on the pass and the alerts:
+                                             # mirrors/ (checks, probes, their worker), delivery/,
+                                             # metrics/
+    ["worker"],                              # the slot (monitor) worker's loop
     ["api", "schema"],                       # the SQL functions
     ["released"],                            # what a release's install script must hold
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+# Folders whose files are ordered too, bottom first: a file imports only from those before it.
+INNER = {
+    "mirrors": ["error", "store", "probe", "verify", "sql", "worker"],
+}
 # Not part of the product: the #[pg_test]s may reach anything.
 EXEMPT = {"pg_tests"}
 
@@ -167,6 +174,15 @@ def main():
                 continue
             graph.setdefault(rel, set()).add(target)
             other = module_path(target)[0] if module_path(target) else None
+            inner = (own[1:2], module_path(target)[1:2])
+            if top == other and top in INNER and all(inner):
+                order, (mine, theirs) = INNER[top], (inner[0][0], inner[1][0])
+                if mine not in order or theirs not in order:
+                    offences.append(f"{rel}: file '{theirs if mine in order else mine}' of "
+                                    f"{top}/ has no place in scripts/check-layers.py (INNER)")
+                elif order.index(theirs) >= order.index(mine):
+                    offences.append(f"{rel} imports {'::'.join(path)} ({target}): in {top}/ "
+                                    f"'{theirs}' is not before '{mine}'")
             if top is None or other is None or top == other or top in EXEMPT:
                 continue
             if other not in RANK or top not in RANK:

@@ -39,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         shmem::init(&[metrics::snapshot::AREA_HOOKS]);
         worker::register();
+        mirrors::worker::register();
         metrics::endpoint::register();
         delivery::worker::register();
     }

@@ -1,4 +1,5 @@
-//! The background worker: a monitoring pass every `cdc_health.interval`.
+//! The slot (monitor) worker: a monitoring pass every `cdc_health.interval`. The mirror
+//! worker is `mirrors::worker`.
 //!
 //! Each pass runs in its own short transaction, so the worker never holds a snapshot between
 //! passes (it must not pin the xmin horizon or delay slot creation itself). An error in a pass
@@ -15,11 +16,12 @@ use pgrx::prelude::*;
 use crate::monitor;
 use crate::pg::clock::now_secs;
 use crate::pg::extension::{Installed, LIBRARY_VERSION};
-use crate::pg::timer::{self, StatementTimer};
+use crate::pg::timer::StatementTimer;
 use crate::pg::transaction::{guarded, limit_own_statements, log_failure};
 use crate::{history, metrics, mirrors, settings, shmem};
 
-/// Registers the worker; called from `_PG_init` while preloading.
+/// Registers the slot worker; called from `_PG_init` while preloading, before the mirror
+/// worker (`mirrors::worker::register`).
 pub fn register() {
     BackgroundWorkerBuilder::new("cdc_health monitor")
         .set_type("cdc_health")
@@ -28,15 +30,6 @@ pub fn register() {
         .enable_spi_access()
         // Consistent state: a standby is monitored too (read-only).
         .set_start_time(BgWorkerStartTime::ConsistentState)
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
-    // Mirror probes wait on the network; in their own process they never delay slot passes.
-    BackgroundWorkerBuilder::new("cdc_health mirrors")
-        .set_type("cdc_health mirrors")
-        .set_library("cdc_health")
-        .set_function("cdc_health_mirror_worker_main")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(Some(Duration::from_secs(5)))
         .load();
 }
@@ -140,97 +133,6 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     }
     shmem::update_worker(|w| w.pid = 0);
     log!("cdc_health: worker stopped");
-}
-
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn cdc_health_mirror_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
-    // SIGTERM is PostgreSQL's own `die`: a probe's SQL runs code that is not ours, and a
-    // flag it never looks at would let it outlive a fast shutdown. `die` ends the process
-    // at the next interrupt check with a FATAL error, which PL/pgSQL cannot catch.
-    // SAFETY: installing a signal handler in our own process, before any probe runs.
-    unsafe {
-        #[cfg(not(feature = "pg18"))]
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(postgres_die));
-        #[cfg(feature = "pg18")]
-        pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(postgres_die));
-    }
-    let database = settings::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    limit_own_statements();
-    log!("cdc_health: mirror worker started in database \"{database}\"");
-    let mut last_failure: Option<(String, f64)> = None;
-    loop {
-        if BackgroundWorker::sighup_received() {
-            crate::pg::backend::reload_config();
-        }
-        let interval = settings::mirror_interval_secs();
-        let due = guarded(|| {
-            if crate::pg::extension::installed()?.is_current() {
-                mirrors::due(interval)
-            } else {
-                Ok(Vec::new())
-            }
-        });
-        match due {
-            Ok(Ok(checks)) => {
-                for check in checks {
-                    if let Err(message) = probe_and_record(&check) {
-                        log_failure("mirror check failed", message, &mut last_failure);
-                    }
-                    pg_sys::check_for_interrupts!();
-                }
-            }
-            Ok(Err(e)) => log_failure("mirror pass failed", e.to_string(), &mut last_failure),
-            Err(message) => log_failure("mirror pass failed", message, &mut last_failure),
-        }
-        let wait = Duration::from_secs_f64(interval.clamp(1.0, 5.0));
-        if !BackgroundWorker::wait_latch(Some(wait)) {
-            break;
-        }
-        // SIGTERM (die) ends the process here at the latest.
-        pg_sys::check_for_interrupts!();
-    }
-    log!("cdc_health: mirror worker stopped");
-}
-
-unsafe extern "C-unwind" {
-    /// PostgreSQL's SIGTERM handler for backends (tcop/postgres.c), the C symbol itself:
-    /// pgrx's `pg_sys::die` is a Rust wrapper, not a signal handler.
-    #[link_name = "die"]
-    fn postgres_die(signal: std::ffi::c_int);
-}
-
-/// One probe in its own transaction, as the check's owner and within `probe_timeout`; its
-/// failure is an outcome (`probe_failed`), recorded in a second transaction.
-fn probe_and_record(check: &mirrors::StoredCheck) -> Result<(), String> {
-    let started = std::time::Instant::now();
-    let timeout_ms = settings::PROBE_TIMEOUT_MS.get();
-    let deadline = now_secs() + f64::from(timeout_ms) / 1000.0;
-    shmem::watch_probe(Some((&check.check.name, deadline)));
-    let measured = guarded(|| {
-        let _timer = StatementTimer::arm(timeout_ms);
-        mirrors::probe(check)
-    });
-    shmem::watch_probe(None);
-    let measured = measured.unwrap_or_else(|error| {
-        let error = if timer::expired(&error) {
-            format!("no answer within cdc_health.probe_timeout ({timeout_ms} ms)")
-        } else {
-            error
-        };
-        mirrors::Measured {
-            probe: cdc_health_rules::mirrors::Probe::Failed { error },
-            millis: started.elapsed().as_secs_f64() * 1000.0,
-            bytes: 0,
-        }
-    });
-    match guarded(|| mirrors::record(check, &measured)) {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(message) => Err(message),
-    }
 }
 
 /// A pass allocates and frees the same few megabytes every interval (a view per slot).

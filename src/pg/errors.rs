@@ -12,30 +12,6 @@ pub fn raise(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
     unreachable!("ereport(ERROR) does not return")
 }
 
-/// 22023: an argument's value is not acceptable.
-pub fn invalid_parameter(message: String) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        message,
-        None,
-    )
-}
-
-/// 42704: the named object does not exist.
-pub fn undefined_object(message: String) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, message, None)
-}
-
-/// XX000 for one of the extension's own statements that SPI could not run or read back: a
-/// broken invariant, never a quiet default.
-pub fn internal(what: &str, e: impl std::fmt::Display) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-        format!("cdc_health: {what}: {e}"),
-        None,
-    )
-}
-
 /// 54000: a value past what the format can hold.
 pub fn limit_exceeded(message: String) -> ! {
     raise(
@@ -56,11 +32,19 @@ pub trait SqlError: std::fmt::Display {
         None
     }
 
-    /// The report PostgreSQL raises: SQLSTATE, message and hint.
+    /// The report's DETAIL line, if it has one.
+    fn detail(&self) -> Option<String> {
+        None
+    }
+
+    /// The report PostgreSQL raises: SQLSTATE, message, detail and hint.
     #[track_caller]
     fn report(&self) -> pgrx::pg_sys::panic::ErrorReport {
-        let report =
+        let mut report =
             pgrx::pg_sys::panic::ErrorReport::new(self.sqlstate(), self.to_string(), "cdc_health");
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
         match self.hint() {
             Some(hint) => report.set_hint(hint),
             None => report,
