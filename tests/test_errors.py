@@ -68,3 +68,25 @@ def test_reading_what_the_caller_may_not_is_42501(make_cluster):
     assert code == "42501" and "secret" in message
     code, _ = sqlstate(pg, "SELECT * FROM cdc_health()", user="alice")
     assert code == "42501"
+
+
+def test_what_to_do_is_a_hint_and_what_happened_is_the_detail(make_cluster):
+    pg = make_cluster()
+    pg.sql("CREATE TABLE t (id int PRIMARY KEY, at timestamptz)")
+    pg.sql("SELECT cdc_health.add_freshness_check('fresh', 't', 'at', '1h')")
+    pg.sql("SELECT cdc_health.add_sink('w', 'webhook', 'http://127.0.0.1:9/')")
+    for sql, hint in [
+        ("SELECT cdc_health.add_freshness_check('fresh', 't', 'at', '1h')",
+         "cdc_health.remove_mirror"),
+        ("SELECT cdc_health.add_sink('w', 'webhook', 'http://127.0.0.1:9/')",
+         "cdc_health.remove_sink"),
+    ]:
+        conn = pg.connect()
+        try:
+            with pytest.raises(psycopg2.Error) as e, conn.cursor() as cur:
+                cur.execute(sql)
+        finally:
+            conn.close()
+        assert e.value.pgcode == "42710", sql
+        assert hint in (e.value.diag.message_hint or ""), (sql, e.value.diag.message_hint)
+        assert e.value.diag.message_detail is None, (sql, e.value.diag.message_detail)

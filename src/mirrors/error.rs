@@ -140,20 +140,25 @@ impl SqlError for Error {
         }
     }
 
-    /// These have always been sent as the report's DETAIL line (not its HINT), and stay there.
-    fn detail(&self) -> Option<String> {
+    /// What to do about it: sent as the report's HINT (0.2.0 sent these as its DETAIL).
+    fn hint(&self) -> Option<&'static str> {
         match self {
-            Error::Exists(_) => Some(
-                "Remove it first with cdc_health.remove_mirror(name), or pick another name.".into(),
-            ),
+            Error::Exists(_) => {
+                Some("Remove it first with cdc_health.remove_mirror(name), or pick another name.")
+            }
             Error::ColumnNotReadable { .. } => {
-                Some("A check runs with the rights of the role that adds it.".into())
+                Some("A check runs with the rights of the role that adds it.")
             }
             Error::NotReadable { .. } => Some(
                 "A check runs with the rights of the role that added it; verify_mirror with the \
-                 caller's."
-                    .into(),
+                 caller's.",
             ),
+            _ => None,
+        }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
             Error::Mismatch { detail, .. } => Some(detail.clone()),
             _ => None,
         }

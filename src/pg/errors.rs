@@ -3,12 +3,15 @@
 
 use pgrx::prelude::*;
 
-/// Raises `message` at ERROR with `code` (and a hint when given); never returns.
+/// Raises `message` at ERROR with `code` and, when given, a HINT; never returns. (pgrx's
+/// four-argument `ereport!` sends its last argument as the DETAIL line, so not through it.)
 pub fn raise(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
+    let report = pgrx::pg_sys::panic::ErrorReport::new(code, message, "cdc_health");
     match hint {
-        Some(hint) => ereport!(PgLogLevel::ERROR, code, message, hint),
-        None => ereport!(PgLogLevel::ERROR, code, message),
+        Some(hint) => report.set_hint(hint),
+        None => report,
     }
+    .report(PgLogLevel::ERROR);
     unreachable!("ereport(ERROR) does not return")
 }
 
