@@ -324,7 +324,7 @@ mod cdc_health {
             Some("on a standby no standby snapshot can be logged: run SELECT pg_log_standby_snapshot() on the primary")
         } else if shmem::worker_status().is_none_or(|w| w.pid == 0) {
             Some("no background worker: standby snapshots are not logged")
-        } else if !settings::UNBLOCK_SLOT_CREATION.get() {
+        } else if !settings::unblock_slot_creation() {
             Some("cdc_health.unblock_slot_creation is off")
         } else {
             None

@@ -37,8 +37,8 @@ static NEXT_MAINTENANCE_AT: AtomicU64 = AtomicU64::new(0);
 /// Writes a history row for every slot that is due one, then thins and prunes old rows.
 pub fn record(server: &ServerObservation, views: &[SlotView], now: f64) -> SpiResult<()> {
     let pacing = Pacing {
-        interval_secs: f64::from(settings::HISTORY_INTERVAL_S.get()),
-        idle_interval_secs: f64::from(settings::HISTORY_IDLE_INTERVAL_S.get()),
+        interval_secs: settings::history_interval_secs(),
+        idle_interval_secs: settings::history_idle_interval_secs(),
     };
     let marks: Vec<_> = views
         .iter()
@@ -138,9 +138,9 @@ pub fn maintain_soon() {
 
 fn retention() -> Retention {
     Retention {
-        full_secs: f64::from(settings::HISTORY_FULL_RETENTION_S.get()),
-        quarter_secs: f64::from(settings::HISTORY_15MIN_RETENTION_S.get()),
-        total_secs: f64::from(settings::HISTORY_RETENTION_S.get()),
+        full_secs: settings::history_full_retention_secs(),
+        quarter_secs: settings::history_15min_retention_secs(),
+        total_secs: settings::history_retention_secs(),
     }
 }
 
@@ -342,13 +342,12 @@ fn prune(ids: &[i32], retention_secs: f64) -> SpiResult<bool> {
 /// Updates the heartbeat row when `cdc_health.heartbeat_interval` has passed since the last
 /// beat (the row itself remembers when that was).
 pub fn beat_heartbeat() -> SpiResult<()> {
-    let every = settings::HEARTBEAT_INTERVAL_S.get();
-    if every <= 0 {
+    let Some(every) = settings::heartbeat_interval_secs() else {
         return Ok(());
-    }
+    };
     Spi::run_with_args(
         "UPDATE cdc_health.heartbeat SET beat_at = pg_catalog.now(), beats = beats + 1
          WHERE id = 1 AND beat_at <= pg_catalog.now() - pg_catalog.make_interval(secs => $1)",
-        &[f64::from(every).into()],
+        &[every.into()],
     )
 }

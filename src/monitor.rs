@@ -145,7 +145,7 @@ fn surroundings(slots: &[SlotObservation], server: &ServerObservation) -> SpiRes
     } else {
         Vec::new()
     };
-    let long_warning = f64::from(settings::LONG_TRANSACTION_WARNING_S.get());
+    let long_warning = settings::long_transaction_warning_secs();
     // A transaction can only pin a slot whose catalog_xmin is not newer than its xid, and the
     // oldest running one is known for free: skip pg_stat_activity when none is that old.
     let oldest = sampling::oldest_running_xid_age();
@@ -171,7 +171,7 @@ fn surroundings(slots: &[SlotObservation], server: &ServerObservation) -> SpiRes
         waiting,
         long,
         long_warning,
-        creation_critical: f64::from(settings::STALL_AFTER_S.get()),
+        creation_critical: settings::stall_after_secs(),
         blocking,
         unready: unready(slots, server, listed),
     })
@@ -184,7 +184,7 @@ fn unready(
     server: &ServerObservation,
     listed: Vec<String>,
 ) -> Vec<Option<Finding>> {
-    let expect = settings::EXPECT_FAILOVER.get();
+    let expect = settings::expect_failover();
     let judged = expect != settings::ExpectFailover::Off;
     let failover_setup = (judged && !server.in_recovery).then(|| FailoverSetup {
         listed,
@@ -482,9 +482,9 @@ fn unblock(views: &[SlotView]) -> SpiResult<Vec<Applied>> {
         .map(|c| (c.pid, c.slot_name.as_str()))
         .collect();
     shmem::retain_nudges(&keys);
-    let after = f64::from(settings::UNBLOCK_AFTER_S.get());
+    let after = settings::unblock_after_secs();
     let due: Vec<&&Creation> = waiting.iter().filter(|c| c.waiting_secs >= after).collect();
-    if settings::UNBLOCK_SLOT_CREATION.get() && !due.is_empty() {
+    if settings::unblock_slot_creation() && !due.is_empty() {
         if let Some(lsn) = creations::log_standby_snapshot()? {
             for c in &due {
                 shmem::record_nudge(c.pid, &c.slot_name, lsn);

@@ -58,7 +58,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             // A changed retention applies at this pass, not a minute later.
             history::maintain_soon();
         }
-        let pass_timeout = settings::PASS_TIMEOUT_MS.get();
+        let pass_timeout = settings::pass_timeout_ms();
         let started = std::time::Instant::now();
         let outcome = guarded(|| {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
@@ -126,7 +126,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             Ok(Err(e)) => failed(e.to_string(), &mut last_failure),
             Err(message) => failed(message, &mut last_failure),
         }
-        let interval = Duration::from_millis(settings::INTERVAL_MS.get().max(1000) as u64);
+        let interval = Duration::from_millis(settings::interval_ms().max(1000) as u64);
         if !BackgroundWorker::wait_latch(Some(interval)) {
             break;
         }

@@ -193,7 +193,7 @@ pub fn probe(c: &StoredCheck) -> Measured {
 /// so the mirror worker is terminated (the postmaster starts it again) and the check is
 /// quarantined with `probe_failed` rather than retried into the same hang.
 pub fn end_overdue_probe() -> SpiResult<()> {
-    let grace = (f64::from(crate::settings::PROBE_TIMEOUT_MS.get()) / 1000.0).max(5.0);
+    let grace = (f64::from(crate::settings::probe_timeout_ms()) / 1000.0).max(5.0);
     let Some(watch) = crate::shmem::take_overdue_probe(crate::pg::clock::now_secs(), grace) else {
         return Ok(());
     };

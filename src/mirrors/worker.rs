@@ -95,7 +95,7 @@ unsafe extern "C-unwind" {
 /// failure is an outcome (`probe_failed`), recorded in a second transaction.
 fn probe_and_record(check: &StoredCheck) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let timeout_ms = settings::PROBE_TIMEOUT_MS.get();
+    let timeout_ms = settings::probe_timeout_ms();
     let deadline = now_secs() + f64::from(timeout_ms) / 1000.0;
     shmem::watch_probe(Some((&check.check.name, deadline)));
     let measured = guarded(|| {
