@@ -41,6 +41,8 @@ RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 # Folders whose files are ordered too, bottom first: a file imports only from those before it.
 INNER = {
     "mirrors": ["error", "store", "probe", "verify", "sql", "worker"],
+    # One area, one lock (mod.rs: the header, the hooks, Locked); a file per concern.
+    "shmem": ["worker", "tracks", "nudges", "reminders", "alerts_changes"],
 }
 # Not part of the product: the #[pg_test]s may reach anything.
 EXEMPT = {"pg_tests"}
