@@ -28,6 +28,12 @@ mod worker;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::register();
+    // SAFETY: a plain read of a flag the postmaster sets while it loads preloaded libraries.
+    let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    // Before the redaction hook, which then runs first: consumers record redacted messages.
+    if preloading {
+        slots::consumers::hooks::init();
+    }
     pg::redaction::init();
     // A mistyped cdc_health.* name is an error, not a placeholder kept silently (and
     // placeholders set before the library was loaded are checked now).
@@ -35,9 +41,8 @@ pub extern "C-unwind" fn _PG_init() {
     unsafe { pg_sys::MarkGUCPrefixReserved(c"cdc_health".as_ptr()) };
     // The worker and its shared memory exist only when the library is preloaded; without it
     // cdc_health() still assesses every slot on demand.
-    // SAFETY: a plain read of a flag the postmaster sets while it loads preloaded libraries.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        shmem::init(&[metrics::snapshot::AREA_HOOKS]);
+    if preloading {
+        shmem::init(&[metrics::snapshot::AREA_HOOKS, slots::consumers::ring::AREA]);
         worker::register();
         mirrors::worker::register();
         metrics::endpoint::register();

@@ -8,6 +8,9 @@ use std::collections::HashMap;
 
 use cdc_health_rules::alerts::Event;
 use cdc_health_rules::alerts::Observed;
+use cdc_health_rules::consumer::{
+    consumer_findings, stall_kind, stall_remedy, summarize, LiveSession,
+};
 use cdc_health_rules::failover::{
     failover_unready, standby_slot_blocking, synced_copy_unready, FailoverSetup,
 };
@@ -27,6 +30,7 @@ use serde_json::{json, Value};
 use crate::alerts::Applied;
 use crate::pg::clock::now_secs;
 use crate::pg::role::Switched;
+use crate::slots::consumers::Consumers;
 use crate::slots::view::{HistoryView, SlotView, Untracked};
 use crate::slots::{creations, sampling};
 use crate::{alerts, history, settings, shmem};
@@ -44,6 +48,7 @@ fn view_of(
         forecast,
         last_progress_at: entry.track.last_progress_at,
         inactive_for: entry.track.inactive_for(now),
+        oldest_position: entry.track.samples.front().and_then(|s| s.consumer_lsn()),
     }
 }
 
@@ -64,6 +69,7 @@ struct Surroundings {
     blocking: Vec<(String, Finding)>,
     /// Per slot, in the slots' order.
     unready: Vec<Option<Finding>>,
+    consumers: Consumers,
 }
 
 /// Samples and assesses every slot, worst first. With `record` the samples also go into the
@@ -174,6 +180,7 @@ fn surroundings(slots: &[SlotObservation], server: &ServerObservation) -> SpiRes
         creation_critical: settings::stall_after_secs(),
         blocking,
         unready: unready(slots, server, listed),
+        consumers: Consumers::read(slots)?,
     })
 }
 
@@ -227,7 +234,9 @@ fn assess_each(
         creation_critical,
         blocking,
         unready,
+        consumers,
     } = surroundings;
+    let now = now_secs();
     slots
         .into_iter()
         .zip(unready)
@@ -271,16 +280,59 @@ fn assess_each(
                 hist_limits.eta_warning_secs,
                 hist_limits.eta_critical_secs,
             ));
+            let live = consumers.live_of(&slot).copied();
+            let consumer = summarize(
+                consumers.events_of(&slot),
+                live.as_ref(),
+                history.as_ref().and_then(|h| h.oldest_position),
+                now,
+                hist_limits.forecast_window_secs,
+            );
+            extra.extend(consumer_findings(
+                &consumer,
+                now,
+                hist_limits.forecast_window_secs,
+                hist_limits.stall_after_secs,
+                slot.confirmed_flush_lsn.or(slot.restart_lsn),
+                slot.is_lost(),
+            ));
             verdict.add_findings(extra);
+            explain_stall(
+                &mut verdict,
+                live.as_ref(),
+                now,
+                hist_limits.stall_after_secs,
+            );
             SlotView {
                 slot,
                 verdict,
                 history,
                 untracked,
                 creation,
+                consumer,
+                live,
             }
         })
         .collect()
+}
+
+/// A `stalled` finding's remedy says which stall it is, when the consumer's last reply is
+/// known: answering keepalives without flushing, or silent.
+fn explain_stall(
+    verdict: &mut cdc_health_rules::SlotAssessment,
+    live: Option<&LiveSession>,
+    now: f64,
+    stall_after: f64,
+) {
+    let Some(live) = live else { return };
+    let Some(kind) = stall_kind(live, now, stall_after) else {
+        return;
+    };
+    for f in &mut verdict.findings {
+        if f.code == cdc_health_rules::FindingCode::Stalled {
+            f.remedy = Some(stall_remedy(kind, now, live));
+        }
+    }
 }
 
 /// The views worst first. A view is several hundred bytes: sorting them in place moved each
@@ -344,6 +396,10 @@ pub fn detail(
         ]),
     };
     detail.insert("worker", worker);
+    detail.insert(
+        "consumer",
+        cdc_health_rules::consumer::detail(&view.consumer, view.live.as_ref()),
+    );
     detail
 }
 

@@ -5,7 +5,7 @@
 //! passes (it must not pin the xmin horizon or delay slot creation itself). An error in a pass
 //! is logged and the transaction aborted; the worker carries on with the next pass.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags,
@@ -18,6 +18,7 @@ use crate::pg::clock::now_secs;
 use crate::pg::extension::{Installed, LIBRARY_VERSION};
 use crate::pg::timer::StatementTimer;
 use crate::pg::transaction::{guarded, limit_own_statements, log_failure};
+use crate::slots::consumers;
 use crate::{history, metrics, mirrors, settings, shmem};
 
 /// Registers the slot worker; called from `_PG_init` while preloading, before the mirror
@@ -48,6 +49,8 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
         w.started_at = now_secs();
     });
     log!("cdc_health: worker started in database \"{database}\" (pid {pid})");
+    // Consumer sessions that end or fail wake the worker (at most a pass a second).
+    consumers::ring::set_worker_latch(Some(crate::pg::backend::my_latch()));
 
     // What the worker last said about the extension, so each state is logged once.
     let mut said: Option<Installed> = None;
@@ -60,6 +63,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
         }
         let pass_timeout = settings::pass_timeout_ms();
         let started = std::time::Instant::now();
+        let events_seen = consumers::ring::head();
         let outcome = guarded(|| {
             // A pass that cannot finish (behind a lock, a slow disk) gives up at the limit.
             let _timer = StatementTimer::arm(pass_timeout);
@@ -127,12 +131,38 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
             Err(message) => failed(message, &mut last_failure),
         }
         let interval = Duration::from_millis(settings::interval_ms().max(1000) as u64);
-        if !BackgroundWorker::wait_latch(Some(interval)) {
+        if !wait_for_next_pass(started, interval, events_seen) {
             break;
         }
     }
+    consumers::ring::set_worker_latch(None);
     shmem::update_worker(|w| w.pid = 0);
     log!("cdc_health: worker stopped");
+}
+
+/// Waits until the next pass is due: `interval` after the last one started, or sooner when a
+/// consumer's session ended or failed since then, but never less than `EARLIEST` after the
+/// last start, so a burst of errors costs at most a pass a second. False on SIGTERM.
+fn wait_for_next_pass(started: Instant, interval: Duration, events_seen: u64) -> bool {
+    const EARLIEST: Duration = Duration::from_secs(1);
+    loop {
+        let elapsed = started.elapsed();
+        let Some(left) = interval.checked_sub(elapsed).filter(|d| !d.is_zero()) else {
+            return true;
+        };
+        let woken = consumers::ring::head() != events_seen;
+        if woken && elapsed >= EARLIEST {
+            return true;
+        }
+        let wait = if woken {
+            left.min(EARLIEST - elapsed)
+        } else {
+            left
+        };
+        if !BackgroundWorker::wait_latch(Some(wait)) {
+            return false;
+        }
+    }
 }
 
 /// A pass allocates and frees the same few megabytes every interval (a view per slot).

@@ -100,6 +100,22 @@ pub fn public_detail(detail: &Value) -> Value {
             }),
         );
     }
+    // The consumer's sessions in counts, and the SQLSTATE that ended them: not the message,
+    // which is the server's report of another role's session.
+    if let Some(c) = all.get("consumer") {
+        let error = c
+            .get("last_error")
+            .filter(|e| !e.is_null())
+            .map(|e| json!({"sqlstate": e.get("sqlstate"), "count": e.get("count")}));
+        public.insert(
+            "consumer".into(),
+            json!({
+                "sessions": c.get("sessions"),
+                "ended_sessions": c.get("ended_sessions"),
+                "last_error": error,
+            }),
+        );
+    }
     if let Some(t) = all.get("terminated") {
         public.insert(
             "terminated_pid".into(),
@@ -169,6 +185,21 @@ mod tests {
             public,
             json!({"mirror": "m", "lag_secs": 4.0, "row_drift": 3, "slot_name": "s"})
         );
+    }
+
+    #[test]
+    fn a_consumers_error_reaches_the_channel_as_its_sqlstate_and_count() {
+        let d = json!({"consumer": {
+            "sessions": 4, "ended_sessions": 3, "last_reply_at": "2026-12-07T19:35:01.000Z",
+            "last_error": {"sqlstate": "XX000", "count": 3, "at": "2026-12-07T19:35:01.000Z",
+                           "message": "invalid input syntax: 'card 4111 1111 1111 1111'"}}});
+        assert_eq!(
+            public_detail(&d),
+            json!({"consumer": {"sessions": 4, "ended_sessions": 3,
+                                "last_error": {"sqlstate": "XX000", "count": 3}}})
+        );
+        let none = json!({"consumer": {"sessions": 1, "ended_sessions": 0, "last_error": null}});
+        assert_eq!(public_detail(&none)["consumer"]["last_error"], Value::Null);
     }
 
     #[test]

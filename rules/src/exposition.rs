@@ -30,6 +30,13 @@ pub struct SlotMetrics {
     pub growth_bytes_per_sec: Option<f64>,
     pub eta_to_lost_secs: Option<f64>,
     pub last_progress_at: Option<f64>,
+    /// The consumer's sessions in the forecast window (ended in it, or connected now).
+    pub consumer_sessions: Option<u32>,
+    /// Reports that ended or refused the consumer's sessions in the window, by SQLSTATE
+    /// (`timeout` for the walsender's replication timeout).
+    pub consumer_errors: Vec<(String, u32)>,
+    /// Seconds since the connected consumer last answered (`pg_stat_replication.reply_time`).
+    pub consumer_reply_age_secs: Option<f64>,
 }
 
 /// One mirror or freshness check and its last probe.
@@ -299,6 +306,30 @@ pub fn render_state(state: &State) -> String {
         "When the slot's consumer last advanced (Unix time).",
         &|s| s.last_progress_at.map(Value::from),
     );
+    per_slot(
+        &mut w,
+        "cdc_health_slot_consumer_sessions",
+        "The consumer's sessions in the forecast window: those that ended in it and the connected one.",
+        &|s| s.consumer_sessions.map(|n| Value::from(i64::from(n))),
+    );
+    w.family(
+        "cdc_health_slot_consumer_errors",
+        "gauge",
+        "Reports that ended or refused the consumer's sessions in the forecast window, by SQLSTATE (timeout: the walsender's replication timeout).",
+        slots.iter().flat_map(|s| {
+            s.consumer_errors.iter().map(move |(sqlstate, n)| {
+                let mut l = slot_labels(s);
+                l.push(("sqlstate", sqlstate.as_str()));
+                (l, Some(i64::from(*n)))
+            })
+        }),
+    );
+    per_slot(
+        &mut w,
+        "cdc_health_slot_consumer_reply_age_seconds",
+        "Seconds since the connected consumer last answered the server (pg_stat_replication.reply_time).",
+        &|s| s.consumer_reply_age_secs.map(Value::from),
+    );
     w.family(
         "cdc_health_wal_budget_bytes",
         "gauge",
@@ -515,6 +546,30 @@ mod tests {
             active: true,
             status: Some(Severity::Ok),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn consumer_sessions_errors_and_reply_age_are_exposed() {
+        let mut s = slot("looping");
+        s.consumer_sessions = Some(4);
+        s.consumer_errors = vec![("42704".into(), 3), ("timeout".into(), 1)];
+        s.consumer_reply_age_secs = Some(2.5);
+        let text = render_state(&State {
+            slots: vec![s],
+            ..Default::default()
+        });
+        let labels = r#"slot_name="looping",slot_type="logical",database="postgres""#;
+        for line in [
+            format!("cdc_health_slot_consumer_sessions{{{labels}}} 4"),
+            format!("cdc_health_slot_consumer_errors{{{labels},sqlstate=\"42704\"}} 3"),
+            format!("cdc_health_slot_consumer_errors{{{labels},sqlstate=\"timeout\"}} 1"),
+            format!("cdc_health_slot_consumer_reply_age_seconds{{{labels}}} 2.5"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 

@@ -39,6 +39,10 @@ pub enum FindingCode {
     CreationBlocked,
     StandbySlotBlocking,
     Stalled,
+    /// The consumer's sessions keep ending without confirming anything.
+    CrashLoop,
+    /// The same server error keeps ending (or refusing) the consumer's sessions.
+    ConsumerError,
     BudgetExhaustionSoon,
     IdleTimeoutSoon,
     Inactive,
@@ -57,12 +61,14 @@ pub enum FindingCode {
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 19] = [
+    pub const ALL: [FindingCode; 21] = [
         Self::Lost,
         Self::Unreserved,
         Self::CreationBlocked,
         Self::StandbySlotBlocking,
         Self::Stalled,
+        Self::CrashLoop,
+        Self::ConsumerError,
         Self::BudgetExhaustionSoon,
         Self::IdleTimeoutSoon,
         Self::Inactive,
@@ -86,6 +92,8 @@ impl FindingCode {
             Self::CreationBlocked => "creation_blocked",
             Self::StandbySlotBlocking => "standby_slot_blocking",
             Self::Stalled => "stalled",
+            Self::CrashLoop => "crash_loop",
+            Self::ConsumerError => "consumer_error",
             Self::BudgetExhaustionSoon => "budget_exhaustion_soon",
             Self::IdleTimeoutSoon => "idle_timeout_soon",
             Self::Inactive => "inactive",

@@ -78,6 +78,15 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
              progress while the server writes WAL: check its logs and restart it; if it follows \
              only quiet tables, enable cdc_health.heartbeat_interval."
             .to_string(),
+        FindingCode::CrashLoop => format!(
+            "{consumer} connects, confirms nothing and goes away, again and again: read its \
+             logs for why it exits (detail->'consumer' has the sessions and the last error the \
+             server saw), and fix that before the slot's WAL fills the budget."
+        ),
+        FindingCode::ConsumerError => "The server keeps refusing or ending the consumer's \
+             sessions with the same error: detail->'consumer'->'last_error' has it; fix its \
+             cause."
+            .to_string(),
         FindingCode::BudgetExhaustionSoon => "At the current growth rate this slot will \
              exceed max_slot_wal_keep_size and be lost: make the consumer catch up or raise the \
              budget before then."

@@ -55,6 +55,20 @@ pub fn pretty_duration(secs: f64) -> String {
     }
 }
 
+/// Unix seconds as an ISO 8601 UTC time to the millisecond ("2026-12-07T19:55:01.123Z").
+pub fn utc_text(unix_secs: f64) -> String {
+    let millis = (unix_secs * 1000.0).round() as i64;
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = crate::delivery::retry::civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +113,14 @@ mod tests {
         assert_eq!(pretty_duration(86_400.0 + 7200.0), "1d 2h");
         assert_eq!(pretty_duration(-1.0), "unknown");
         assert_eq!(pretty_duration(f64::NAN), "unknown");
+    }
+
+    #[test]
+    fn utc_text_is_iso_8601_to_the_millisecond() {
+        assert_eq!(super::utc_text(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::utc_text(1_796_672_101.123_4),
+            "2026-12-07T19:35:01.123Z"
+        );
     }
 }

@@ -42,6 +42,12 @@ fn slot_metrics(v: &SlotView, server: &ServerObservation) -> SlotMetrics {
         growth_bytes_per_sec: forecast.and_then(|f| f.growth_bytes_per_sec),
         eta_to_lost_secs: v.eta_to_lost(server),
         last_progress_at: v.history.as_ref().and_then(|h| h.last_progress_at),
+        consumer_sessions: Some(v.consumer.sessions),
+        consumer_errors: v.consumer.errors.clone(),
+        consumer_reply_age_secs: v
+            .consumer
+            .last_reply_at
+            .map(|at| (crate::pg::clock::now_secs() - at).max(0.0)),
     }
 }
 

@@ -9,6 +9,12 @@ pub fn my_pid() -> i32 {
     unsafe { pg_sys::MyProcPid }
 }
 
+/// This process's latch (in its PGPROC, in shared memory, for a background worker).
+pub fn my_latch() -> *mut pg_sys::Latch {
+    // SAFETY: `MyLatch` is set at process start and only read afterwards.
+    unsafe { pg_sys::MyLatch }
+}
+
 /// The current user id (the role privileges are checked against now).
 pub fn current_user() -> pg_sys::Oid {
     // SAFETY: reads the current user id of this backend; valid in any backend after start.

@@ -33,6 +33,11 @@ pub unsafe fn from_c_string(ptr: *const std::ffi::c_char) -> Option<String> {
     })
 }
 
+/// Bytes another process wrote (a log report's message), decoded as `SessionText` is.
+pub fn from_bytes(bytes: &[u8]) -> String {
+    decode(bytes, server_encoding()).text
+}
+
 impl FromDatum for SessionText {
     unsafe fn from_polymorphic_datum(
         datum: pg_sys::Datum,

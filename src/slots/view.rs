@@ -2,6 +2,7 @@
 //! worker's history adds. Built by the monitor, read by history, alerts, metrics and the SQL
 //! functions.
 
+use cdc_health_rules::consumer::{ConsumerSummary, LiveSession};
 use cdc_health_rules::history::Forecast;
 use cdc_health_rules::idle_timeout;
 use cdc_health_rules::transactions::Creation;
@@ -17,6 +18,9 @@ pub struct HistoryView {
     pub forecast: Forecast,
     pub last_progress_at: Option<f64>,
     pub inactive_for: Option<f64>,
+    /// The consumer's position at the oldest sample kept: what its first recorded session
+    /// is compared with.
+    pub oldest_position: Option<u64>,
 }
 
 /// Why a slot has no history.
@@ -40,6 +44,9 @@ pub struct SlotView {
     pub untracked: Untracked,
     /// Set while this (half-created) slot's creation waits for transactions.
     pub creation: Option<Creation>,
+    /// The consumer's sessions in the forecast window, and the one connected now.
+    pub consumer: ConsumerSummary,
+    pub live: Option<LiveSession>,
 }
 
 impl SlotView {
