@@ -1,5 +1,5 @@
-"""cdc_health on a live cluster: healthy, abandoned and doomed replication slots, and a
-ClickHouse mirror whose writer stops.
+"""cdc_health on a live cluster: healthy, abandoned and doomed replication slots, consumers in
+a crash loop or failing on a missing publication, and a ClickHouse mirror whose writer stops.
 
 Started by scripts/demo.sh. Everything it starts is stopped at the end unless --keep is given.
 """
@@ -12,7 +12,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from chserver import ClickHouse, PeerDB  # noqa: E402
-from pgcluster import Cluster, wait_for  # noqa: E402
+from pgcluster import Child, Cluster, wait_for  # noqa: E402
+
+TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
 
 SETTINGS = {
     "shared_preload_libraries": "'cdc_health'",
@@ -131,6 +133,36 @@ def mirror_steps(pg, ch, listener):
     psql(pg, MIRRORS)
 
 
+def consumer_demo(pg, listener):
+    """A consumer in a crash loop, and one failing on a publication that does not exist: each
+    named with the error the server saw and what to do."""
+    pg.create_logical_slot("peerdb_looping")
+    pg.sql("CREATE PUBLICATION orders_pub FOR TABLE orders")
+    pg.create_logical_slot("debezium_nopub", plugin="pgoutput")
+    looping = Child(["/usr/bin/python3", os.path.join(TESTS, "looping_consumer.py"), pg.dsn(),
+                     "peerdb_looping", "2", "1", "no"])
+    # pg_recvlogical retries after each error, as a CDC consumer does.
+    nopub = Child([pg.bin("pg_recvlogical"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                   "postgres", "-d", "postgres", "--slot", "debezium_nopub", "--start", "-o",
+                   "proto_version=1", "-o", "publication_names=orders_publication", "-f",
+                   "/dev/null", "-s", "1"])
+    for _ in range(14):
+        pg.sql("INSERT INTO orders (note) VALUES ('a small order')")
+        time.sleep(1)
+    show(pg, "3b. peerdb_looping's consumer dies every 2s without confirming; debezium_nopub's "
+             "names a publication that does not exist", listener)
+    psql(pg, "SELECT slot_name, detail->'consumer'->'sessions' AS sessions, "
+             "detail->'consumer'->'last_error'->>'sqlstate' AS sqlstate, "
+             "detail->'consumer'->'last_error'->>'message' AS last_error "
+             "FROM cdc_health() WHERE slot_name IN ('peerdb_looping', 'debezium_nopub')")
+    looping.stop()
+    nopub.stop()
+    for slot in ("peerdb_looping", "debezium_nopub"):
+        wait_for(lambda: not pg.health(slot)["active"], what=f"{slot}'s consumer to go")
+        pg.sql("SELECT pg_drop_replication_slot(%s)", (slot,))
+    print("  (both consumers stopped and their slots dropped)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
@@ -171,6 +203,8 @@ def main():
             time.sleep(1)
         show(pg, "3. electric_stuck: connected, reading, confirming nothing while orders arrive",
              listener)
+
+        consumer_demo(pg, listener)
 
         step_wal(pg, 7, checkpoint=True)
         show(pg, "4. 112 MB of WAL later: debezium_down keeps it all, past max_wal_size", listener)
