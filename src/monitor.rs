@@ -69,7 +69,6 @@ struct Surroundings {
     blocking: Vec<(String, Finding)>,
     /// Per slot, in the slots' order.
     unready: Vec<Option<Finding>>,
-    consumers: Consumers,
 }
 
 /// Samples and assesses every slot, worst first. With `record` the samples also go into the
@@ -80,13 +79,16 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let now = now_secs();
     // Read once, outside the lock, for every slot's history.
     let hist_limits = settings::history_limits();
-    let histories = histories(record, &slots, &server, now, &hist_limits);
+    // Before the histories: a sample records what the consumer's walsender sent it.
+    let consumers = Consumers::read(&slots)?;
+    let histories = histories(record, &slots, &server, &consumers, now, &hist_limits);
     let surroundings = surroundings(&slots, &server)?;
     let views = worst_first_order(assess_each(
         slots,
         &server,
         histories,
         surroundings,
+        consumers,
         &hist_limits,
     ));
     if record {
@@ -104,6 +106,7 @@ fn histories(
     record: bool,
     slots: &[SlotObservation],
     server: &ServerObservation,
+    consumers: &Consumers,
     now: f64,
     hist_limits: &HistoryLimits,
 ) -> Histories {
@@ -118,9 +121,11 @@ fn histories(
                 .map(|(slot, at)| {
                     let at = at?;
                     let entry = &mut entries[at];
-                    entry
-                        .track
-                        .record(Sample::observe(slot, server.current_lsn, now));
+                    let live = consumers.live_of(slot);
+                    entry.track.record(Sample {
+                        reply_at: live.and_then(|l| l.reply_at),
+                        ..Sample::observe(slot, server.current_lsn, now)
+                    });
                     Some(view_of((at, entry), now, hist_limits, ceiling))
                 })
                 .collect()
@@ -180,7 +185,6 @@ fn surroundings(slots: &[SlotObservation], server: &ServerObservation) -> SpiRes
         creation_critical: settings::stall_after_secs(),
         blocking,
         unready: unready(slots, server, listed),
-        consumers: Consumers::read(slots)?,
     })
 }
 
@@ -224,6 +228,7 @@ fn assess_each(
     server: &ServerObservation,
     mut histories: Histories,
     surroundings: Surroundings,
+    consumers: Consumers,
     hist_limits: &HistoryLimits,
 ) -> Vec<SlotView> {
     let limits = settings::thresholds();
@@ -234,7 +239,6 @@ fn assess_each(
         creation_critical,
         blocking,
         unready,
-        consumers,
     } = surroundings;
     let now = now_secs();
     slots

@@ -104,18 +104,7 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
         match outcome {
             Ok(Ok((installed, _))) => {
                 if said.as_ref() != Some(&installed) {
-                    match &installed {
-                        Installed::Missing => log!(
-                            "cdc_health: extension not created in database \"{database}\"; \
-                             waiting for CREATE EXTENSION cdc_health there"
-                        ),
-                        Installed::OtherVersion(v) => log!(
-                            "cdc_health: the extension in database \"{database}\" is version {v}, \
-                             the library {LIBRARY_VERSION}; waiting for ALTER EXTENSION cdc_health \
-                             UPDATE there"
-                        ),
-                        Installed::Current(_) => log!("cdc_health: monitoring replication slots"),
-                    }
+                    say_installed(&installed, &database);
                 }
                 shmem::update_worker(|w| {
                     w.passes += 1;
@@ -138,6 +127,22 @@ pub extern "C-unwind" fn cdc_health_worker_main(_arg: pg_sys::Datum) {
     consumers::ring::set_worker_latch(None);
     shmem::update_worker(|w| w.pid = 0);
     log!("cdc_health: worker stopped");
+}
+
+/// Logs the extension's state in the worker's database, once per change.
+fn say_installed(installed: &Installed, database: &str) {
+    match installed {
+        Installed::Missing => log!(
+            "cdc_health: extension not created in database \"{database}\"; \
+             waiting for CREATE EXTENSION cdc_health there"
+        ),
+        Installed::OtherVersion(v) => log!(
+            "cdc_health: the extension in database \"{database}\" is version {v}, \
+             the library {LIBRARY_VERSION}; waiting for ALTER EXTENSION cdc_health \
+             UPDATE there"
+        ),
+        Installed::Current(_) => log!("cdc_health: monitoring replication slots"),
+    }
 }
 
 /// Waits until the next pass is due: `interval` after the last one started, or sooner when a

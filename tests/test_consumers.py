@@ -128,6 +128,14 @@ def test_a_missing_publication_is_named_with_its_error_and_remedy(make_cluster, 
                   "-o", "proto_version=1", "-o", "publication_names=nope", "-f", "/dev/null",
                   "-s", "1"])
     pg.children.append(proc)
+    if pg.version >= 18:
+        # 18 warns ("skipped loading publication") and streams on without it: the warning is
+        # the only trace, and it is shown.
+        wait_for(lambda: (consumer(pg, "pub").get("last_warning") or {}).get("sqlstate"),
+                 timeout=60, what="the walsender's warning")
+        warning = consumer(pg, "pub")["last_warning"]
+        assert warning["sqlstate"] == "42704" and "nope" in warning["message"], warning
+        return
     wait_for(lambda: "consumer_error" in codes(pg, "pub"), timeout=60,
              what="consumer_error for the missing publication")
     row = pg.health("pub")
@@ -181,3 +189,51 @@ def test_a_burst_of_errors_is_bounded_and_the_server_keeps_serving(make_cluster)
     assert 1 <= c["last_error"]["count"] <= 1024, c
     assert "no-such-option" in c["last_error"]["message"], c
     assert pg.one("SELECT 1") == 1
+
+
+def test_a_healthy_consumer_through_a_large_transaction_is_not_stalled(make_cluster):
+    """pg_recvlogical confirming all it gets, one transaction of over 500 MB that decoding
+    spills to disk: while the walsender decodes and sends it the consumer is busy, not
+    stalled (cdc_health.stall_after 10s; the write alone takes longer)."""
+    pg = make_cluster(settings={**WORKER, "cdc_health.stall_after": "10s",
+                                "logical_decoding_work_mem": "'64kB'", "max_wal_size": "'4GB'"})
+    pg.sql("CREATE TABLE big (id bigint, v text)")
+    pg.create_logical_slot("bulk")
+    # Confirms what it receives; standard output (here /dev/null) is not fsynced.
+    proc = Child([pg.bin("pg_recvlogical"), "-h", "127.0.0.1", "-p", str(pg.port),
+                  "-U", "postgres", "-d", "postgres", "--slot", "bulk", "--start", "--no-loop",
+                  "-f", "-", "-s", "1"])
+    pg.children.append(proc)
+    wait_for(lambda: pg.health("bulk")["active"], what="pg_recvlogical to connect")
+    seen, stopping = set(), threading.Event()
+
+    stalls = []
+
+    def watch():
+        while not stopping.is_set():
+            row = pg.health("bulk")
+            found = [f["code"] for f in row["detail"]["findings"]]
+            seen.update(found)
+            if "stalled" in found:
+                c = row["detail"]["consumer"]
+                stalls.append((row["summary"], row["confirmed_flush_lsn"] if "confirmed_flush_lsn"
+                               in row else row["detail"].get("confirmed_flush_lsn"),
+                               c.get("sent_lsn"), c.get("flush_lsn"), c.get("last_reply_at")))
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        pg.sql("INSERT INTO big SELECT g, repeat('x', 1000) FROM generate_series(1, 520000) g")
+        committed = pg.one("SELECT pg_current_wal_lsn()")
+        assert pg.one("SELECT %s::pg_lsn - '0/0' > 500 * 1024 * 1024", (committed,))
+        wait_for(lambda: pg.one("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM "
+                                "pg_replication_slots WHERE slot_name = 'bulk'", (committed,)),
+                 timeout=600, interval=0.5, what="the consumer to confirm the transaction")
+        time.sleep(2)
+    finally:
+        stopping.set()
+        watcher.join(timeout=10)
+    spilled = pg.one("SELECT spill_bytes FROM pg_stat_replication_slots WHERE slot_name = 'bulk'")
+    assert spilled and spilled > 100 * 1024 * 1024, f"decoding spilled only {spilled} bytes"
+    assert "stalled" not in seen, stalls[:3]

@@ -36,6 +36,9 @@ pub enum EventClass {
     ClientGone,
     /// A walsender ended; `started_at` and `confirmed_lsn` say how long and how far.
     SessionEnd,
+    /// A WARNING the consumer's walsender reported and went on (PostgreSQL 18 warns of a
+    /// publication that does not exist, "skipped loading publication", and streams without it).
+    Warning,
 }
 
 impl EventClass {
@@ -45,6 +48,7 @@ impl EventClass {
             Self::ReplicationTimeout => 2,
             Self::ClientGone => 3,
             Self::SessionEnd => 4,
+            Self::Warning => 5,
         }
     }
 
@@ -54,6 +58,7 @@ impl EventClass {
             Self::ReplicationTimeout,
             Self::ClientGone,
             Self::SessionEnd,
+            Self::Warning,
         ]
         .into_iter()
         .find(|c| c.code() == code)
@@ -70,14 +75,17 @@ const REPLICATION_TIMEOUT: &[u8] = b"terminating walsender process due to replic
 
 /// Which reports of a walsender or decoding backend to record, from the report's level and
 /// untranslated message (`ErrorData.message_id`); `None` for the rest, which is nearly every
-/// report. `error_or_fatal`: level ERROR or above; `server_only`: COMMERROR/LOG_SERVER_ONLY.
-/// Allocates nothing.
+/// report. `error_or_fatal`: level ERROR or above; `server_only`: COMMERROR/LOG_SERVER_ONLY;
+/// `warning`: WARNING. Allocates nothing.
 pub fn event_class(
     error_or_fatal: bool,
     server_only: bool,
+    warning: bool,
     message_id: &[u8],
 ) -> Option<EventClass> {
-    if error_or_fatal {
+    if warning {
+        Some(EventClass::Warning)
+    } else if error_or_fatal {
         Some(EventClass::Error)
     } else if server_only && message_id == REPLICATION_TIMEOUT {
         Some(EventClass::ReplicationTimeout)
@@ -208,6 +216,8 @@ pub struct ConsumerSummary {
     #[serde(skip)]
     pub last_end_position: Option<u64>,
     pub last_error: Option<LastError>,
+    /// The last WARNING its walsender reported (and the count with that SQLSTATE).
+    pub last_warning: Option<LastError>,
     /// Reports of the consumer going away mid-session (not an error of the server's).
     pub client_gone: u32,
     /// Reports that ended or refused a session in the window, by SQLSTATE (`timeout` for the
@@ -276,6 +286,7 @@ pub fn summarize(
             None => s.errors.push((label.to_string(), 1)),
         }
     }
+    s.last_warning = last_of(&ordered, since, |c| c == EventClass::Warning);
     if let Some(last) = in_window().rev().find(|e| e.class.server_ended()) {
         let same = || in_window().filter(|e| e.class == last.class && e.sqlstate == last.sqlstate);
         let count = same().count() as u32;
@@ -291,6 +302,26 @@ pub fn summarize(
         });
     }
     s
+}
+
+/// The last event of a class `pick` accepts in the window, counted with its SQLSTATE.
+fn last_of(
+    ordered: &[&ConsumerEvent],
+    since: f64,
+    pick: impl Fn(EventClass) -> bool,
+) -> Option<LastError> {
+    let in_window = || ordered.iter().filter(|e| e.at >= since && pick(e.class));
+    let last = in_window().last()?;
+    let same = || in_window().filter(|e| e.sqlstate == last.sqlstate);
+    Some(LastError {
+        sqlstate: last.sqlstate_text().to_string(),
+        message: last.message.clone(),
+        at: last.at,
+        count: same().count() as u32,
+        first_at: same().next().map_or(last.at, |e| e.at),
+        class: last.class,
+        confirmed_lsn: last.confirmed_lsn,
+    })
 }
 
 fn max_time(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -335,6 +366,17 @@ pub fn detail(s: &ConsumerSummary, live: Option<&LiveSession>) -> Json {
         ("flush_lsn", lsn(live.and_then(|l| l.flush_lsn))),
         ("client_gone", s.client_gone.into()),
         ("last_error", last_error),
+        (
+            "last_warning",
+            s.last_warning.as_ref().map_or(Json::Null, |w| {
+                Json::object([
+                    ("sqlstate", w.sqlstate.as_str().into()),
+                    ("message", w.message.as_str().into()),
+                    ("at", utc_text(w.at).into()),
+                    ("count", w.count.into()),
+                ])
+            }),
+        ),
     ])
 }
 
@@ -458,14 +500,20 @@ pub enum StallKind {
     Silent,
 }
 
+/// Consumers answer every 10 s by default (pg_recvlogical, psycopg2, subscribers'
+/// `wal_receiver_status_interval`): a reply older than this is silence, not a long interval.
+pub const SILENT_AFTER_SECS: f64 = 30.0;
+
 /// Tells the two stalls apart by the consumer's last reply; `None` when it is not known.
 pub fn stall_kind(live: &LiveSession, now: f64, stall_after_secs: f64) -> Option<StallKind> {
     let reply_at = live.reply_at?;
-    Some(if now - reply_at > stall_after_secs {
-        StallKind::Silent
-    } else {
-        StallKind::Answering
-    })
+    Some(
+        if now - reply_at > stall_after_secs.max(SILENT_AFTER_SECS) {
+            StallKind::Silent
+        } else {
+            StallKind::Answering
+        },
+    )
 }
 
 /// The remedy of a `stalled` finding of that kind.
@@ -553,19 +601,29 @@ mod tests {
     #[test]
     fn reports_are_recorded_by_level_and_the_timeout_by_its_words() {
         assert_eq!(
-            event_class(true, false, b"anything"),
+            event_class(true, false, false, b"anything"),
             Some(EventClass::Error)
         );
         assert_eq!(
-            event_class(false, true, REPLICATION_TIMEOUT),
+            event_class(false, true, false, REPLICATION_TIMEOUT),
             Some(EventClass::ReplicationTimeout)
         );
         assert_eq!(
-            event_class(false, true, b"could not receive data from client: %m"),
+            event_class(
+                false,
+                true,
+                false,
+                b"could not receive data from client: %m"
+            ),
             Some(EventClass::ClientGone)
         );
         assert_eq!(
-            event_class(false, false, b"starting logical decoding for slot \"%s\""),
+            event_class(
+                false,
+                false,
+                false,
+                b"starting logical decoding for slot \"%s\""
+            ),
             None
         );
     }
@@ -730,6 +788,23 @@ mod tests {
     }
 
     #[test]
+    fn a_warning_is_shown_but_ends_nothing() {
+        assert_eq!(
+            event_class(false, false, true, b"skipped loading publication \"%s\""),
+            Some(EventClass::Warning)
+        );
+        let w = |at| ConsumerEvent {
+            class: EventClass::Warning,
+            ..error(at, 1, b"42704", "skipped loading publication \"nope\"")
+        };
+        let s = summarize(&[w(1.0), w(2.0)], None, None, 10.0, 600.0);
+        let warning = s.last_warning.as_ref().unwrap();
+        assert_eq!((warning.sqlstate.as_str(), warning.count), ("42704", 2));
+        assert!(s.last_error.is_none() && s.errors.is_empty());
+        assert!(consumer_findings(&s, 10.0, 600.0, 120.0, None, false).is_empty());
+    }
+
+    #[test]
     fn the_consumer_going_away_is_not_a_server_error() {
         let gone = |at| ConsumerEvent {
             class: EventClass::ClientGone,
@@ -767,6 +842,15 @@ mod tests {
             reply_at: reply,
             ..LiveSession::default()
         };
+        // A consumer answering every 10 s is not silent under a short stall_after.
+        assert_eq!(
+            stall_kind(&live(Some(90.0)), 100.0, 5.0),
+            Some(StallKind::Answering)
+        );
+        assert_eq!(
+            stall_kind(&live(Some(60.0)), 100.0, 5.0),
+            Some(StallKind::Silent)
+        );
         assert_eq!(
             stall_kind(&live(Some(95.0)), 100.0, 30.0),
             Some(StallKind::Answering)

@@ -50,6 +50,8 @@ pub struct Sample {
     pub sent_txns: Option<i64>,
     /// Bytes decoding spilled to disk so far (`pg_stat_replication_slots.spill_bytes`).
     pub spill_bytes: Option<i64>,
+    /// The consumer's last reply (`pg_stat_replication.reply_time`), Unix seconds.
+    pub reply_at: Option<f64>,
 }
 
 impl Sample {
@@ -73,6 +75,7 @@ impl Sample {
             lost: slot.is_lost(),
             sent_txns: slot.sent_txns,
             spill_bytes: slot.decoding.map(|d| d.spill_bytes),
+            reply_at: None,
         }
     }
 
@@ -122,6 +125,11 @@ pub struct SlotTrack {
     pub txns_at_connection: Option<i64>,
     /// First sample at which the slot was seen inactive; `None` while active.
     pub inactive_since: Option<f64>,
+    /// First sample since the consumer's last progress (or connection) at which more
+    /// transactions had been sent to it ([`Sample::sent_txns`], counted once a transaction is
+    /// decoded and sent whole): the stall clock where that count is known. WAL of a
+    /// transaction still being written, decoded or sent is nothing the consumer can confirm.
+    pub owed_since: Option<f64>,
 }
 
 impl SlotTrack {
@@ -141,6 +149,7 @@ impl SlotTrack {
             connected_at: None,
             txns_at_connection: None,
             inactive_since: None,
+            owed_since: None,
         })
     }
 
@@ -173,6 +182,18 @@ impl SlotTrack {
             if self.inactive_since.is_none() {
                 self.inactive_since = Some(s.at);
             }
+        }
+        let txns_then = match self.connected_at {
+            Some((connected, _)) if self.last_progress_at.is_none_or(|p| connected > p) => {
+                self.txns_at_connection
+            }
+            _ => self.txns_at_progress,
+        };
+        let sent_more = matches!((s.sent_txns, txns_then), (Some(now), Some(then)) if now > then);
+        if progressed || !s.active {
+            self.owed_since = None;
+        } else if sent_more && self.owed_since.is_none() {
+            self.owed_since = Some(s.at);
         }
         if self.samples.is_full() {
             self.samples.pop_front();
@@ -499,6 +520,9 @@ fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Optio
     if !latest.active || latest.lost {
         return None;
     }
+    if latest.sent_txns.is_some() {
+        return sent_txns_stall(track, latest, now, limits);
+    }
     // The stall clock starts at the last progress or at the (re)connection, whichever is later.
     let progress = (track.last_progress_at?, track.lsn_at_progress?);
     let ((since, lsn_then), txns_then) = match track.connected_at {
@@ -540,6 +564,82 @@ fn stalled_finding(track: &SlotTrack, now: f64, limits: &HistoryLimits) -> Optio
             pretty_bytes(written)
         ),
     ))
+}
+
+/// The severity of a stall that has lasted `stalled_for`.
+fn stall_severity(stalled_for: f64, limits: &HistoryLimits) -> Severity {
+    if stalled_for >= 4.0 * limits.stall_after_secs {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
+}
+
+/// Where the transactions sent to a consumer are counted (logical slots), it is stalled when
+/// it has been sent whole transactions and confirms none of them for `stall_after`, or when
+/// it has stopped answering the server while WAL waits for it. WAL written since its last
+/// progress is no sign on its own: while a large transaction is written, decoded and sent,
+/// the consumer has nothing it could confirm, and is busy, not stalled.
+fn sent_txns_stall(
+    track: &SlotTrack,
+    latest: &Sample,
+    now: f64,
+    limits: &HistoryLimits,
+) -> Option<Finding> {
+    let confirmed = latest.consumer_lsn()?;
+    let unconfirmed = bytes_between(latest.current_lsn, confirmed);
+    let connected = track.connected_at.map(|(at, _)| at);
+    let later = |a: f64| connected.map_or(a, |c| a.max(c));
+    if let Some(since) = track.owed_since {
+        let stalled_for = now - later(since);
+        let txns_then = match track.connected_at {
+            Some((c, _)) if track.last_progress_at.is_none_or(|p| c > p) => {
+                track.txns_at_connection
+            }
+            _ => track.txns_at_progress,
+        };
+        let sent = latest.sent_txns.unwrap_or(0) - txns_then.unwrap_or(0);
+        if stalled_for >= limits.stall_after_secs && unconfirmed > 0 {
+            let lsn_then = track.lsn_at_progress.unwrap_or(latest.current_lsn);
+            return Some(Finding::new(
+                FindingCode::Stalled,
+                stall_severity(stalled_for, limits),
+                format!(
+                    "connected but has confirmed nothing for {} while the server wrote {} of WAL{}",
+                    pretty_duration(stalled_for),
+                    pretty_bytes(bytes_between(latest.current_lsn, lsn_then)),
+                    sent_text(sent)
+                ),
+            ));
+        }
+    }
+    // Silent: its walsender may be blocked writing to it, the count still.
+    let floor = limits.stall_min_bytes.max(1);
+    let heard = later(latest.reply_at?);
+    let silent_for = now - heard;
+    let silent_after = limits
+        .stall_after_secs
+        .max(crate::consumer::SILENT_AFTER_SECS);
+    (silent_for >= silent_after && unconfirmed >= floor).then(|| {
+        Finding::new(
+            FindingCode::Stalled,
+            stall_severity(silent_for, limits),
+            format!(
+                "connected but has not answered the server for {} while {} of WAL waits for it",
+                pretty_duration(silent_for),
+                pretty_bytes(unconfirmed)
+            ),
+        )
+    })
+}
+
+/// " and sent it N transactions", or nothing for none.
+fn sent_text(sent: i64) -> String {
+    match sent {
+        i64::MIN..=0 => String::new(),
+        1 => " and sent it 1 transaction".to_string(),
+        n => format!(" and sent it {n} transactions"),
+    }
 }
 
 fn budget_finding(
@@ -598,6 +698,7 @@ mod tests {
             lost: false,
             sent_txns: None,
             spill_bytes: None,
+            reply_at: None,
         }
     }
 
@@ -1140,6 +1241,99 @@ mod tests {
             let stalled = findings.iter().find(|f| f.code == FindingCode::Stalled);
             assert_eq!(stalled.map(|f| f.severity), expected, "{secs}");
         }
+    }
+
+    /// A logical sample of a consumer sent `txns` transactions so far, its last reply at
+    /// `reply` (seconds after T0).
+    fn fed(at: f64, current: u64, confirmed: u64, txns: i64, reply: f64) -> Sample {
+        Sample {
+            reply_at: Some(T0 + reply),
+            ..sending(at, current, confirmed, txns)
+        }
+    }
+
+    fn stall_limits() -> HistoryLimits {
+        HistoryLimits {
+            stall_after_secs: 10.0,
+            ..HistoryLimits::default()
+        }
+    }
+
+    fn stalled_at(track: &SlotTrack, at: f64) -> Option<Finding> {
+        let (findings, _) = history_findings(track, T0 + at, 0, &stall_limits());
+        findings
+            .into_iter()
+            .find(|f| f.code == FindingCode::Stalled)
+    }
+
+    fn upto(samples: &[Sample], at: f64) -> SlotTrack {
+        track_of(samples.iter().copied().filter(|s| s.at <= T0 + at))
+    }
+
+    #[test]
+    fn a_consumer_busy_with_a_large_transaction_is_not_stalled() {
+        // 600 MB written over 60 s in one transaction, decoded meanwhile, sent for 30 s after
+        // its commit (no transaction counted until then); the consumer answers every second
+        // and confirms the commit the second after it is counted.
+        let big = 600 * MB as u64;
+        let mut samples: Vec<Sample> = (0..=90)
+            .map(|i| {
+                let written = (i.min(60) as u64) * 10 * MB as u64;
+                fed(f64::from(i), 1000 + written, 1000, 5, f64::from(i))
+            })
+            .collect();
+        samples.push(fed(91.0, 1000 + big, 1000, 6, 91.0));
+        samples.push(fed(92.0, 1000 + big, 1000 + big, 6, 92.0));
+        for s in &samples {
+            let at = s.at - T0;
+            assert_eq!(stalled_at(&upto(&samples, at), at), None, "at {at}");
+        }
+    }
+
+    #[test]
+    fn a_consumer_sent_transactions_it_does_not_confirm_is_stalled() {
+        // Sent more transactions from 5 s on; it keeps answering keepalives.
+        let samples: Vec<Sample> = (0..=20)
+            .map(|i| {
+                let txns = if i >= 5 { 9 } else { 5 };
+                fed(f64::from(i), 6000, 1000, txns, f64::from(i))
+            })
+            .collect();
+        assert_eq!(stalled_at(&upto(&samples, 14.0), 14.0), None, "9 s owed");
+        let stall = stalled_at(&upto(&samples, 15.0), 15.0).expect("10 s owed");
+        assert_eq!(stall.severity, Severity::Warning);
+        assert!(
+            stall.summary.contains("confirmed nothing for 10s")
+                && stall.summary.contains("sent it 4 transactions"),
+            "{}",
+            stall.summary
+        );
+        // It confirms part of it: the clock waits for the next transaction sent.
+        let mut more = samples.clone();
+        more.push(fed(21.0, 6000, 3000, 9, 21.0));
+        more.push(fed(35.0, 6000, 3000, 9, 35.0));
+        assert_eq!(stalled_at(&upto(&more, 35.0), 35.0), None);
+    }
+
+    #[test]
+    fn a_silent_consumer_is_stalled_though_nothing_more_was_sent() {
+        // The walsender is blocked writing to a consumer that stopped reading and answering.
+        let samples: Vec<Sample> = (0..=40)
+            .map(|i| fed(f64::from(i), 1000 + i as u64 * 4 * MB as u64, 1000, 5, 2.0))
+            .collect();
+        let stall = stalled_at(&upto(&samples, 40.0), 40.0).expect("silent for 38 s");
+        assert!(
+            stall
+                .summary
+                .contains("has not answered the server for 38s"),
+            "{}",
+            stall.summary
+        );
+        assert_eq!(
+            stalled_at(&upto(&samples, 24.0), 24.0),
+            None,
+            "22 s: under 30 s"
+        );
     }
 
     #[test]

@@ -931,6 +931,9 @@ fn proptest_forecast_is_finite_and_silent_while_the_slot_advances() {
                 lost,
                 sent_txns: rng.chance(50).then_some(i as i64),
                 spill_bytes: rng.chance(50).then_some(i as i64 * 4096),
+                reply_at: rng
+                    .chance(50)
+                    .then_some(at - (rng.magnitude() % 100) as f64),
             });
         }
         let limits = HistoryLimits {

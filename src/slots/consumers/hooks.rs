@@ -130,7 +130,11 @@ unsafe fn note(e: &pg_sys::ErrorData) {
     let level = u32::try_from(e.elevel).unwrap_or(0);
     let error_or_fatal = level >= pg_sys::PGERROR;
     let server_only = level == pg_sys::LOG_SERVER_ONLY;
-    if !(error_or_fatal || server_only) {
+    // SAFETY: this process's own flag, set at its start.
+    let in_walsender = unsafe { pg_sys::am_walsender };
+    // A walsender's warnings (not a decoding backend's: those go to its own client).
+    let warning = level == pg_sys::PGWARNING && in_walsender;
+    if !(error_or_fatal || server_only || warning) {
         return;
     }
     // SAFETY: the report's strings are NULL or NUL-terminated, valid during the hook;
@@ -141,7 +145,7 @@ unsafe fn note(e: &pg_sys::ErrorData) {
         } else {
             CStr::from_ptr(e.message_id).to_bytes()
         };
-        let Some(class) = event_class(error_or_fatal, server_only, message_id) else {
+        let Some(class) = event_class(error_or_fatal, server_only, warning, message_id) else {
             return;
         };
         let command = pg_sys::debug_query_string;
