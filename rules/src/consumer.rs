@@ -795,11 +795,11 @@ mod tests {
         );
         let w = |at| ConsumerEvent {
             class: EventClass::Warning,
-            ..error(at, 1, b"42704", "skipped loading publication \"nope\"")
+            ..error(at, 1, b"55000", "skipped loading publication \"nope\"")
         };
         let s = summarize(&[w(1.0), w(2.0)], None, None, 10.0, 600.0);
         let warning = s.last_warning.as_ref().unwrap();
-        assert_eq!((warning.sqlstate.as_str(), warning.count), ("42704", 2));
+        assert_eq!((warning.sqlstate.as_str(), warning.count), ("55000", 2));
         assert!(s.last_error.is_none() && s.errors.is_empty());
         assert!(consumer_findings(&s, 10.0, 600.0, 120.0, None, false).is_empty());
     }
