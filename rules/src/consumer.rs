@@ -287,24 +287,12 @@ pub fn summarize(
         }
     }
     s.last_warning = last_of(&ordered, since, |c| c == EventClass::Warning);
-    if let Some(last) = in_window().rev().find(|e| e.class.server_ended()) {
-        let same = || in_window().filter(|e| e.class == last.class && e.sqlstate == last.sqlstate);
-        let count = same().count() as u32;
-        let first_at = same().next().map_or(last.at, |e| e.at);
-        s.last_error = Some(LastError {
-            sqlstate: last.sqlstate_text().to_string(),
-            message: last.message.clone(),
-            at: last.at,
-            count,
-            first_at,
-            class: last.class,
-            confirmed_lsn: last.confirmed_lsn,
-        });
-    }
+    s.last_error = last_of(&ordered, since, EventClass::server_ended);
     s
 }
 
-/// The last event of a class `pick` accepts in the window, counted with its SQLSTATE.
+/// The last event of a class `pick` accepts in the window, counted with the events of its
+/// class and SQLSTATE.
 fn last_of(
     ordered: &[&ConsumerEvent],
     since: f64,
@@ -312,7 +300,7 @@ fn last_of(
 ) -> Option<LastError> {
     let in_window = || ordered.iter().filter(|e| e.at >= since && pick(e.class));
     let last = in_window().last()?;
-    let same = || in_window().filter(|e| e.sqlstate == last.sqlstate);
+    let same = || in_window().filter(|e| e.class == last.class && e.sqlstate == last.sqlstate);
     Some(LastError {
         sqlstate: last.sqlstate_text().to_string(),
         message: last.message.clone(),
