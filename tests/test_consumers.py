@@ -238,3 +238,42 @@ def test_a_healthy_consumer_through_a_large_transaction_is_not_stalled(make_clus
     spilled = pg.one("SELECT spill_bytes FROM pg_stat_replication_slots WHERE slot_name = 'bulk'")
     assert spilled and spilled > 100 * 1024 * 1024, f"decoding spilled only {spilled} bytes"
     assert "stalled" not in seen, stalls[:3]
+
+
+def test_a_consumer_that_stops_answering_is_a_silent_stall(make_cluster, writer_for):
+    pg = make_cluster(settings={**WORKER, "cdc_health.stall_after": "10s",
+                                "wal_sender_timeout": "0"})
+    pg.create_logical_slot("hung")
+    writer_for(pg)
+    proc = Child(["/usr/bin/python3", os.path.join(HERE, "silent_consumer.py"), pg.dsn(),
+                  "hung", "3"])
+    pg.children.append(proc)
+    # First it is a consumer that confirms nothing (its last reply is recent: consumers answer
+    # every 10 s by default); once no reply has come for 30 s it is called silent.
+    wait_for(lambda: "stalled" in codes(pg, "hung"), timeout=90, what="stalled on the hung slot")
+    # The alert keeps the remedy it was raised with; cdc_health() gives the current one.
+    wait_for(lambda: "has not answered the server" in (pg.health("hung")["remediation"] or ""),
+             timeout=90, what="the stall to be called silent")
+    assert codes(pg, "hung") == ["stalled"], codes(pg, "hung")
+    consumer = pg.health("hung")["detail"]["consumer"]
+    assert consumer["sessions"] == 1 and consumer["ended_sessions"] == 0, consumer
+    assert consumer.get("last_disconnect_at") is None, consumer
+
+
+def test_a_consumer_retrying_a_lost_slot_is_told_to_resync(make_cluster, writer_for):
+    pg = make_cluster(settings={**WORKER, "max_slot_wal_keep_size": "'64MB'",
+                                "max_wal_size": "'32MB'", "wal_keep_size": "0"})
+    pg.create_logical_slot("gone")
+    pg.grow_wal(6)
+    pg.sql("CHECKPOINT")
+    wait_for(lambda: pg.one("SELECT wal_status FROM pg_replication_slots "
+                            "WHERE slot_name = 'gone'") == "lost", what="the slot to be lost")
+    # pg_recvlogical retries after each error, as a CDC consumer does.
+    proc = Child([pg.bin("pg_recvlogical"), "-h", "127.0.0.1", "-p", str(pg.port),
+                  "-U", "postgres", "-d", "postgres", "--slot", "gone", "--start",
+                  "-f", "-", "-s", "1"])
+    pg.children.append(proc)
+    wait_for(lambda: "consumer_error" in codes(pg, "gone"), timeout=60,
+             what="consumer_error for the retried lost slot")
+    assert pg.health("gone")["detail"]["consumer"]["last_error"]["sqlstate"] == "55000"
+    assert "Resync now" in remedy_of(pg, "gone", "consumer_error")
