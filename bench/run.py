@@ -26,6 +26,7 @@ from common import PG15_CONFIG, PG17_CONFIG, ROOT, log, pg_config_ok
 import detection
 import function_latency
 import history_reads
+import consumers
 import delivery
 import metrics_endpoint
 import mirror_probe as mirror_probe_bench
@@ -160,9 +161,10 @@ def write_report(results, out):
     kept = metrics_endpoint.section_of(out)  # written by bench/metrics_endpoint.py
     if kept:
         text = metrics_endpoint.with_section(text, kept)
-    kept = common.section_of(out, delivery.BEGIN, delivery.END)  # bench/delivery.py's
-    if kept:
-        text = common.with_section(text, kept, delivery.BEGIN, delivery.END)
+    for bench in (delivery, consumers):  # bench/delivery.py's and bench/consumers.py's
+        kept = common.section_of(out, bench.BEGIN, bench.END)
+        if kept:
+            text = common.with_section(text, kept, bench.BEGIN, bench.END)
     with open(out, "w") as f:
         f.write(text)
 

@@ -10,10 +10,13 @@ bash scripts/setup.sh
 install_into "$PG15_CONFIG" --release
 install_into "$PG17_HOME/bin/pg_config" --release
 /usr/bin/python3 bench/run.py "$@"
-# The /metrics endpoint and alert delivery against postgres_exporter: sections of their own.
+# The /metrics endpoint and alert delivery against postgres_exporter, and consumer diagnosis
+# (the hooks' cost, a consumer's death): sections of their own.
 if [[ " $* " == *" --quick "* ]]; then
   /usr/bin/python3 bench/metrics_endpoint.py --quick
-  exec /usr/bin/python3 bench/delivery.py --quick
+  /usr/bin/python3 bench/delivery.py --quick
+  exec /usr/bin/python3 bench/consumers.py --quick
 fi
 /usr/bin/python3 bench/metrics_endpoint.py
-exec /usr/bin/python3 bench/delivery.py
+/usr/bin/python3 bench/delivery.py
+exec /usr/bin/python3 bench/consumers.py
