@@ -26,7 +26,7 @@ LAYERS = [
     ["settings"],                            # every cdc_health.* setting
     ["shmem"],                               # the shared-memory area and its lock
     ["slots"],                               # reading slots, creations, the per-slot view
-    ["history", "outbox", "clickhouse"],     # what is written per slot; the outbox; the wrapper
+    ["history", "outbox", "clickhouse", "server"],  # per slot; the outbox; the wrapper; the server
     ["open_alerts"],                         # the worker's copy of the open alerts
     ["alerts"],                              # raising, resolving, announcing
     ["monitor"],                             # one look at every slot, one pass

@@ -1,3 +1,23 @@
 -- cdc_health 0.2.0 -> 0.3.0 (see CHANGELOG.md). Every change to a SQL object after 0.2.0 goes
 -- here, with its CHANGELOG line.
 \echo Use "ALTER EXTENSION cdc_health UPDATE TO '0.3.0'" to load this file. \quit
+
+-- config_audit(): settings and schema details that break change data capture, for pg_monitor.
+CREATE FUNCTION cdc_health."config_audit"() RETURNS TABLE (
+	"check_code" TEXT,
+	"severity" TEXT,
+	"object" TEXT,
+	"summary" TEXT,
+	"remediation" TEXT
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'config_audit_wrapper';
+REVOKE ALL ON FUNCTION cdc_health.config_audit() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.config_audit() TO pg_monitor;
+COMMENT ON FUNCTION cdc_health.config_audit() IS
+  'Settings and schema details that break change data capture, one row per problem';
+
+-- The history rollup deletes rows of history_samples, which has no key: under a FOR ALL TABLES
+-- publication each DELETE failed with 55000. The whole row is its replica identity now.
+ALTER TABLE cdc_health.history_samples REPLICA IDENTITY FULL;

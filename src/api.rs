@@ -355,6 +355,38 @@ mod cdc_health {
         TableIterator::new(rows)
     }
 
+    /// Settings and schema details that break CDC before any slot is in trouble, one row per
+    /// problem, most severe first (`rules::audit` has the checks).
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_safe)]
+    fn config_audit() -> TableIterator<
+        'static,
+        (
+            name!(check_code, String),
+            name!(severity, String),
+            name!(object, String),
+            name!(summary, String),
+            name!(remediation, String),
+        ),
+    > {
+        let _path = crate::pg::role::Switched::safe_search_path();
+        let facts =
+            crate::server::audit::facts().or_raise(|e| Error::Internal("config_audit()", e));
+        let rows: Vec<_> = cdc_health_rules::audit::audit(&facts)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.check_code.to_string(),
+                    r.severity.as_str().to_string(),
+                    r.object,
+                    r.summary,
+                    r.remediation,
+                )
+            })
+            .collect();
+        TableIterator::new(rows)
+    }
+
     /// Retained WAL of one slot since `since` as a one-line chart, with its range.
     #[pg_extern(stable, parallel_safe)]
     fn sparkline(

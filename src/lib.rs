@@ -18,6 +18,7 @@ mod outbox;
 mod pg;
 mod released;
 mod schema;
+mod server;
 mod settings;
 mod shmem;
 mod slots;

@@ -23,9 +23,10 @@ def make_cluster(request):
     """Factory for started clusters; each is closed at the end of the test."""
     clusters = []
 
-    def make(settings=None, name=None, start=True, extension=True, encoding="UTF8"):
+    def make(settings=None, name=None, start=True, extension=True, encoding="UTF8",
+             waldir=None):
         c = Cluster(PG_CONFIG, name=name or request.node.name[:40],
-                    settings=settings).init(encoding)
+                    settings=settings, waldir=waldir).init(encoding)
         clusters.append(c)
         if start:
             c.start()
@@ -79,3 +80,34 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
         item.rep_call_failed = True
+
+
+@pytest.fixture
+def small_volume():
+    """Factory for small file systems of their own (tmpfs mounts of a given size, owned by
+    postgres), where disk space runs out for real; each is unmounted at the end of the test,
+    after the clusters on it when the test names this fixture before `make_cluster`
+    (fixtures are torn down in the reverse order of their setup)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from pgcluster import RUN_DIR
+
+    mounts = []
+
+    def make(megabytes):
+        path = tempfile.mkdtemp(prefix="volume-", dir=RUN_DIR)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m,mode=0755",
+                        "tmpfs", path], check=True)
+        mounts.append(path)
+        shutil.chown(path, "postgres", "postgres")
+        return path
+
+    yield make
+    for path in reversed(mounts):
+        subprocess.run(["umount", path], check=False)
+        if os.path.ismount(path):
+            subprocess.run(["umount", "-l", path], check=False)
+        if not os.path.ismount(path):
+            os.rmdir(path)

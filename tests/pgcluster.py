@@ -67,7 +67,7 @@ FAST_WAL_SETTINGS = {
 class Cluster:
     """One initdb'd PostgreSQL cluster on a free loopback port."""
 
-    def __init__(self, pg_config, name="pg", settings=None, datadir=None):
+    def __init__(self, pg_config, name="pg", settings=None, datadir=None, waldir=None):
         self.pg_config = pg_config
         self.bindir = pg_config_value(pg_config, "--bindir")
         self.version = int(pg_config_value(pg_config, "--version").split()[1].split(".")[0])
@@ -75,6 +75,8 @@ class Cluster:
         self.base = tempfile.mkdtemp(prefix=f"{name}-", dir=RUN_DIR)
         self.datadir = datadir or os.path.join(self.base, "data")
         self.logfile = os.path.join(self.base, "server.log")
+        # pg_wal elsewhere (initdb -X: a symlink to it), e.g. on a small volume of its own.
+        self.waldir = waldir
         self.port = free_port()
         self.settings = dict(FAST_WAL_SETTINGS)
         self.settings.update(settings or {})
@@ -90,9 +92,10 @@ class Cluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def init(self, encoding="UTF8"):
+        waldir = ["-X", self.waldir] if self.waldir else []
         subprocess.run(
             as_postgres([self.bin("initdb"), "-D", self.datadir, "-U", "postgres",
-                         "--auth=trust", "-N", "-E", encoding, "--locale=C"]),
+                         "--auth=trust", "-N", "-E", encoding, "--locale=C", *waldir]),
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         self.write_settings()

@@ -216,11 +216,16 @@ def test_history_survives_restart_and_retention_keeps_recent_rows(make_cluster):
     assert line and "->" in line
 
 
-def test_history_rolls_up_to_15min_and_hourly_rows_keeping_transitions(make_cluster):
+@pytest.mark.parametrize("published", [False, True], ids=["", "under_a_for_all_tables_publication"])
+def test_history_rolls_up_to_15min_and_hourly_rows_keeping_transitions(make_cluster, published):
     """Rows older than history_full_retention become a row per slot per 15 minutes, older
-    than history_15min_retention a row per hour; state changes stay; history() reads all."""
+    than history_15min_retention a row per hour; state changes stay; history() reads all.
+    Also under a FOR ALL TABLES publication, which publishes our tables too: a DELETE from a
+    published table without a replica identity fails (55000), as the rollup's did in 0.2.0."""
     pg = make_cluster({**WORKER, "cdc_health.history_interval": "1s"})
     wait_for(lambda: worker(pg)["extension_present"], what="worker")
+    if published:
+        pg.sql("CREATE PUBLICATION everything FOR ALL TABLES")
     pg.sql("SELECT pg_create_physical_replication_slot('rolled', true)")
     wait_for(lambda: pg.one("SELECT count(*) FROM cdc_health.history('rolled')") >= 1,
              what="a first history row")

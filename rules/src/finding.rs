@@ -58,10 +58,14 @@ pub enum FindingCode {
     HeartbeatStale,
     /// A sink (alert delivery) failed permanently or gave up retrying.
     DeliveryFailed,
+    /// The volume holding `pg_wal` fills soon or is short of space (subject `server:wal`).
+    WalDiskFullSoon,
+    /// `archive_command` keeps failing, so WAL piles up (subject `server:archiver`).
+    ArchiveFailing,
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 21] = [
+    pub const ALL: [FindingCode; 23] = [
         Self::Lost,
         Self::Unreserved,
         Self::CreationBlocked,
@@ -83,6 +87,8 @@ impl FindingCode {
         Self::ProbeFailed,
         Self::HeartbeatStale,
         Self::DeliveryFailed,
+        Self::WalDiskFullSoon,
+        Self::ArchiveFailing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +114,8 @@ impl FindingCode {
             Self::ProbeFailed => "probe_failed",
             Self::HeartbeatStale => "heartbeat_stale",
             Self::DeliveryFailed => "delivery_failed",
+            Self::WalDiskFullSoon => "wal_disk_full_soon",
+            Self::ArchiveFailing => "archive_failing",
         }
     }
 

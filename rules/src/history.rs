@@ -326,7 +326,7 @@ fn fit_on<I: Iterator<Item = (f64, f64)>>(points: impl Fn() -> I, window: f64) -
 
 /// The least-squares slope through the points; `None` without 3 of them spanning a quarter
 /// of `window` (and 2 s), or when they give no finite slope.
-fn least_squares<I: Iterator<Item = (f64, f64)>>(
+pub(crate) fn least_squares<I: Iterator<Item = (f64, f64)>>(
     points: &impl Fn() -> I,
     window: f64,
 ) -> Option<f64> {
@@ -356,7 +356,7 @@ fn least_squares<I: Iterator<Item = (f64, f64)>>(
 /// climb, not one burst in an otherwise flat history. Flat pairs do not count as rising:
 /// with a stuck consumer retained WAL never shrinks, so "did not shrink" would let every
 /// burst through.
-fn mostly_growing(points: impl Iterator<Item = (f64, f64)>) -> bool {
+pub(crate) fn mostly_growing(points: impl Iterator<Item = (f64, f64)>) -> bool {
     let (mut pairs, mut grew, mut before) = (0usize, 0usize, None);
     for (_, y) in points {
         if let Some(prev) = before {

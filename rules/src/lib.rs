@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod assessment;
+pub mod audit;
 pub mod clickhouse;
 pub mod consumer;
 pub mod delivery;
@@ -32,6 +33,7 @@ pub mod slot_state;
 pub mod sparkline;
 pub mod transactions;
 pub mod units;
+pub mod wal_volume;
 
 pub use alerts::{
     payload, transitions, Action, AlertPolicy, Event, Observed, OpenAlert, PayloadFields,

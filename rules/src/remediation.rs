@@ -119,6 +119,14 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
              in cdc_health.sinks() and the receiver, then fix the sink (remove_sink and \
              add_sink) or the receiver; transitions still pending are sent once it accepts."
             .to_string(),
+        // Server findings carry their own remedy (rules::wal_volume); this is the fallback.
+        FindingCode::WalDiskFullSoon => "Free or add space on the volume holding pg_wal, and \
+             find what holds the WAL in cdc_health.wal_usage(): a slot, the archiver or \
+             wal_keep_size. When the volume is full the server stops."
+            .to_string(),
+        FindingCode::ArchiveFailing => "Fix archive_command (pg_stat_archiver.last_failed_wal \
+             names the segment it fails on): WAL is kept until archived."
+            .to_string(),
     }
 }
 

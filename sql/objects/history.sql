@@ -37,6 +37,11 @@ CREATE TABLE cdc_health.history_samples (
     always_active       boolean
 );
 CREATE INDEX history_samples_slot_time ON cdc_health.history_samples (slot_id, sampled_at);
+-- The rollup deletes rows, and a FOR ALL TABLES publication publishes this table too: without
+-- a replica identity every DELETE from it fails there (55000). It has no key (no column set is
+-- unique by construction), so the whole old row identifies it; that row is logged only under
+-- wal_level = logical, about 100 bytes per row rolled away.
+ALTER TABLE cdc_health.history_samples REPLICA IDENTITY FULL;
 COMMENT ON TABLE cdc_health.history_samples IS
   'Retained-WAL history per replication slot, as stored (read it through cdc_health.slot_history)';
 -- Where each rollup step stopped (the end of the last period it rolled).
