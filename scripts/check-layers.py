@@ -42,7 +42,7 @@ RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 INNER = {
     "mirrors": ["error", "store", "probe", "verify", "sql", "worker"],
     # One area, one lock (mod.rs: the header, the hooks, Locked); a file per concern.
-    "shmem": ["worker", "tracks", "nudges", "reminders", "alerts_changes"],
+    "shmem": ["worker", "tracks", "nudges", "reminders", "volume", "alerts_changes"],
 }
 # Not part of the product: the #[pg_test]s may reach anything.
 EXEMPT = {"pg_tests"}

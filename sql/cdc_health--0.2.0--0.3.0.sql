@@ -21,3 +21,28 @@ COMMENT ON FUNCTION cdc_health.config_audit() IS
 -- The history rollup deletes rows of history_samples, which has no key: under a FOR ALL TABLES
 -- publication each DELETE failed with 55000. The whole row is its replica identity now.
 ALTER TABLE cdc_health.history_samples REPLICA IDENTITY FULL;
+
+-- wal_usage(): the volume holding pg_wal and what holds the WAL on it, for pg_monitor.
+CREATE FUNCTION cdc_health."wal_usage"() RETURNS TABLE (
+	"wal_directory" TEXT,
+	"disk_total_bytes" bigint,
+	"disk_free_bytes" bigint,
+	"wal_bytes" bigint,
+	"largest_slot" TEXT,
+	"largest_slot_bytes" bigint,
+	"wal_keep_bytes" bigint,
+	"archive_pending_segments" bigint,
+	"max_wal_size_bytes" bigint,
+	"fill_rate_bytes_per_second" double precision,
+	"eta_to_full" interval,
+	"status" TEXT,
+	"summary" TEXT,
+	"remediation" TEXT
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'wal_usage_wrapper';
+REVOKE ALL ON FUNCTION cdc_health.wal_usage() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.wal_usage() TO pg_monitor;
+COMMENT ON FUNCTION cdc_health.wal_usage() IS
+  'The volume holding pg_wal: free space, what holds the WAL, the fill rate and when it is full';

@@ -29,27 +29,31 @@ fn finding_and_severity(row: &SpiHeapTupleData<'_>) -> SpiResult<Option<(Finding
     Ok(finding.zip(severity))
 }
 
-/// Which alerts one caller owns: the slot monitor all `slot:` subjects, a mirror check its own.
+/// Which alerts one caller owns: the monitoring pass all `slot:` and `server:` subjects, a
+/// mirror check or a sink its own.
 #[derive(Clone, Copy)]
 enum Scope<'a> {
-    Prefix(&'a str),
+    Pass,
     Subject(&'a str),
 }
 
 impl Scope<'_> {
-    /// A condition on `subject` using parameter `$n`. Each scope has its own text (not one
-    /// CASE on a flag) so that its kept plan is as good as one made for the values.
+    /// A condition on `subject`, using parameter `$n` where the scope has one. Each scope has
+    /// its own text (not one CASE on a flag) so that its kept plan is as good as one made for
+    /// the values.
     fn condition(&self, n: usize) -> String {
         match self {
-            Self::Prefix(_) => format!("pg_catalog.starts_with(subject, ${n})"),
+            Self::Pass => "(pg_catalog.starts_with(subject, 'slot:') \
+                           OR pg_catalog.starts_with(subject, 'server:'))"
+                .to_string(),
             Self::Subject(_) => format!("subject OPERATOR(pg_catalog.=) ${n}"),
         }
     }
 
-    fn arg(&self) -> DatumWithOid<'_> {
+    fn arg(&self) -> Option<DatumWithOid<'_>> {
         match *self {
-            Self::Prefix(p) => p.into(),
-            Self::Subject(s) => s.into(),
+            Self::Pass => None,
+            Self::Subject(s) => Some(s.into()),
         }
     }
 }
@@ -65,7 +69,7 @@ fn load_open(client: &SpiClient<'_>, scope: Scope<'_>) -> SpiResult<Vec<OpenAler
              FROM cdc_health.alerts WHERE resolved_at IS NULL AND {}",
             scope.condition(1)
         ),
-        &[scope.arg()],
+        &scope.arg().into_iter().collect::<Vec<_>>(),
     )?;
     let mut open = Vec::new();
     for row in rows {
@@ -100,7 +104,9 @@ fn load_recently_resolved(
                AND {}",
             scope.condition(2)
         ),
-        &[holddown.into(), scope.arg()],
+        &std::iter::once(holddown.into())
+            .chain(scope.arg())
+            .collect::<Vec<_>>(),
     )?;
     let mut resolved = Vec::new();
     for row in rows {
@@ -136,11 +142,12 @@ pub(crate) fn now_text() -> SpiResult<String> {
 /// every slot's detail each time, although nearly every open alert is left as it is.
 pub type Content<'a> = &'a dyn Fn(&str, &Finding) -> (Option<String>, Value);
 
-/// Computes and applies a slot pass's transitions (all `slot:` alerts); returns the events sent.
-/// `observed` carries no remediation or detail: `content` gives them where an action needs them.
+/// Computes and applies a pass's transitions (all `slot:` and `server:` alerts); returns the
+/// events sent. `observed` carries no remediation or detail: `content` gives them where an
+/// action needs them.
 pub fn apply(observed: &[Observed], now: f64, content: Content<'_>) -> SpiResult<Vec<Applied>> {
     apply_scoped(
-        Scope::Prefix("slot:"),
+        Scope::Pass,
         observed,
         now,
         settings::alert_policy(),
@@ -183,7 +190,7 @@ fn apply_scoped(
     };
     // The slot pass runs every interval and its alerts rarely change: they are kept.
     let Known { mut open, resolved } = match scope {
-        Scope::Prefix(_) => open_alerts::slot_alerts(now, policy.holddown_secs, load)?,
+        Scope::Pass => open_alerts::slot_alerts(now, policy.holddown_secs, load)?,
         Scope::Subject(_) => load()?,
     };
     crate::shmem::reminder_clocks(&mut open);

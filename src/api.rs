@@ -355,6 +355,66 @@ mod cdc_health {
         TableIterator::new(rows)
     }
 
+    /// The volume holding `pg_wal`, what holds the WAL on it, the fill rate and when it is
+    /// full, with `wal_disk_full_soon`'s verdict: one row.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_safe)]
+    fn wal_usage() -> TableIterator<
+        'static,
+        (
+            name!(wal_directory, Option<String>),
+            name!(disk_total_bytes, Option<i64>),
+            name!(disk_free_bytes, Option<i64>),
+            name!(wal_bytes, i64),
+            name!(largest_slot, Option<String>),
+            name!(largest_slot_bytes, Option<i64>),
+            name!(wal_keep_bytes, i64),
+            name!(archive_pending_segments, i64),
+            name!(max_wal_size_bytes, i64),
+            name!(fill_rate_bytes_per_second, Option<f64>),
+            name!(eta_to_full, Option<Interval>),
+            name!(status, String),
+            name!(summary, Option<String>),
+            name!(remediation, Option<String>),
+        ),
+    > {
+        let _path = crate::pg::role::Switched::safe_search_path();
+        let server = crate::slots::sampling::server();
+        let slots = crate::slots::sampling::slots();
+        let now = crate::pg::clock::now_secs();
+        let w = crate::server::wal::assess(&server, slots.iter(), now, false)
+            .or_raise(|e| Error::Internal("wal_usage()", e));
+        let h = w.holders;
+        let (largest, largest_bytes) = h.largest_slot.unzip();
+        let status = w
+            .disk
+            .as_ref()
+            .map_or("ok", |f| f.severity.as_str())
+            .to_string();
+        let (summary, remediation) = w.disk.map(|f| (f.summary, f.remedy)).unzip();
+        TableIterator::once((
+            // Where pg_wal really is (initdb -X makes it a symlink).
+            w.dir
+                .map(|d| std::fs::canonicalize(&d).unwrap_or(d))
+                .map(|d| d.to_string_lossy().into_owned()),
+            w.reading.map(|r| r.total_bytes),
+            w.reading.map(|r| r.free_bytes),
+            h.wal_bytes,
+            largest,
+            largest_bytes,
+            h.wal_keep_bytes,
+            h.archive_pending_segments,
+            h.max_wal_bytes,
+            w.forecast.map(|f| f.rate_bytes_per_sec),
+            w.forecast
+                .and_then(|f| f.eta_secs)
+                .map(Interval::from_seconds),
+            status,
+            summary,
+            remediation.flatten(),
+        ))
+    }
+
     /// Settings and schema details that break CDC before any slot is in trouble, one row per
     /// problem, most severe first (`rules::audit` has the checks).
     #[allow(clippy::type_complexity)]

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use crate::alerts::Applied;
 use crate::pg::clock::now_secs;
 use crate::pg::role::Switched;
+use crate::server::wal;
 use crate::slots::consumers::Consumers;
 use crate::slots::view::{HistoryView, SlotView, Untracked};
 use crate::slots::{creations, sampling};
@@ -454,6 +455,8 @@ pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass
     // runs passes there (check_now() refuses), so no lock is needed.
     if crate::pg::backend::in_recovery() {
         let (server, views) = observe(true)?;
+        // The standby's own volume fills too: kept for wal_usage(), no alert written here.
+        wal::assess(&server, views.iter().map(|v| &v.slot), now_secs(), true)?;
         if views.iter().any(|v| v.creation.is_some())
             && !STANDBY_NUDGE_NOTED.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
@@ -477,6 +480,8 @@ pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass
     let now = now_secs();
     history::record(&server, &views, now)?;
     let worker = shmem::worker_status();
+    let wal_state = wal::assess(&server, views.iter().map(|v| &v.slot), now, true)?;
+    let server_observed = wal::observed(&wal_state);
     let observed: Vec<Observed> = views
         .iter()
         .flat_map(|v| {
@@ -487,6 +492,7 @@ pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass
                 detail: Value::Null,
             })
         })
+        .chain(server_observed.iter().cloned())
         .collect();
     let by_name: std::cell::OnceCell<HashMap<&str, &SlotView>> = std::cell::OnceCell::new();
     let content = |subject: &str, f: &Finding| {
@@ -504,7 +510,13 @@ pub fn pass(wait: bool, extension: Option<pg_sys::Oid>) -> SpiResult<Option<Pass
                 Some(remedy_for(f, &v.slot)),
                 Value::from(detail(v, &server, worker)),
             ),
-            None => (None, Value::Null),
+            // The server's findings carry their content (there are at most two).
+            None => server_observed
+                .iter()
+                .find(|o| o.subject == subject && o.finding.code == f.code)
+                .map_or((None, Value::Null), |o| {
+                    (o.remediation.clone(), o.detail.clone())
+                }),
         }
     };
     applied.extend(alerts::apply(&observed, now, &content)?);

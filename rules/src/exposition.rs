@@ -79,6 +79,21 @@ pub struct State {
     pub creations_waiting: usize,
     pub mirrors: Vec<MirrorMetrics>,
     pub sinks: Vec<SinkMetrics>,
+    /// The volume holding pg_wal and the server's findings; `None` when it was not read.
+    pub wal: Option<WalMetrics>,
+}
+
+/// The volume holding `pg_wal`, the WAL on it, and the server's findings.
+#[derive(Debug, Clone, Default)]
+pub struct WalMetrics {
+    pub disk_total_bytes: Option<i64>,
+    pub disk_free_bytes: Option<i64>,
+    pub wal_bytes: i64,
+    pub archive_pending_segments: i64,
+    pub fill_rate_bytes_per_sec: Option<f64>,
+    pub eta_to_full_secs: Option<f64>,
+    /// (subject, finding code, severity): `server:wal`'s and `server:archiver`'s.
+    pub findings: Vec<(&'static str, &'static str, Severity)>,
 }
 
 /// The monitoring worker, as shared memory shows it at scrape time.
@@ -418,7 +433,63 @@ pub fn render_state(state: &State) -> String {
         &|m| m.checked_at.map(Value::from),
     );
     render_sinks(&mut w, &state.sinks);
+    if let Some(wal) = &state.wal {
+        render_wal(&mut w, wal);
+    }
     w.out
+}
+
+fn render_wal(w: &mut Writer, m: &WalMetrics) {
+    let one = |v: Option<Value>| [(Labels::new(), v)];
+    w.family(
+        "cdc_health_wal_disk_total_bytes",
+        "gauge",
+        "Size of the volume holding pg_wal.",
+        one(m.disk_total_bytes.map(Value::from)),
+    );
+    w.family(
+        "cdc_health_wal_disk_free_bytes",
+        "gauge",
+        "Free space on the volume holding pg_wal (what the server may still write).",
+        one(m.disk_free_bytes.map(Value::from)),
+    );
+    w.family(
+        "cdc_health_wal_bytes",
+        "gauge",
+        "Size of pg_wal (its segment files).",
+        one(Some(m.wal_bytes.into())),
+    );
+    w.family(
+        "cdc_health_wal_archive_pending_segments",
+        "gauge",
+        "WAL segments waiting for the archiver (0 when archiving is off).",
+        one(Some(m.archive_pending_segments.into())),
+    );
+    w.family(
+        "cdc_health_wal_disk_fill_rate_bytes_per_second",
+        "gauge",
+        "How fast the volume holding pg_wal fills, over cdc_health.forecast_window (negative while it empties).",
+        one(m.fill_rate_bytes_per_sec.map(Value::from)),
+    );
+    w.family(
+        "cdc_health_wal_disk_eta_seconds",
+        "gauge",
+        "Seconds until the volume holding pg_wal is full at a steady fill; absent otherwise.",
+        one(m.eta_to_full_secs.map(Value::from)),
+    );
+    w.family(
+        "cdc_health_server_finding",
+        "gauge",
+        "1 for each open finding on the server (wal_disk_full_soon, archive_failing).",
+        m.findings.iter().map(|(subject, code, severity)| {
+            let l = vec![
+                ("subject", *subject),
+                ("finding", *code),
+                ("severity", severity.as_str()),
+            ];
+            (l, Some(1_i64))
+        }),
+    );
 }
 
 fn render_sinks(w: &mut Writer, sinks: &[SinkMetrics]) {
@@ -571,6 +642,41 @@ mod tests {
                 "{line} missing from\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_wal_volume_and_server_findings_are_exposed() {
+        let text = render_state(&State {
+            wal: Some(WalMetrics {
+                disk_total_bytes: Some(1 << 30),
+                disk_free_bytes: Some(1 << 28),
+                wal_bytes: 5 << 24,
+                archive_pending_segments: 2,
+                fill_rate_bytes_per_sec: Some(1.5e6),
+                eta_to_full_secs: None,
+                findings: vec![("server:wal", "wal_disk_full_soon", Severity::Critical)],
+            }),
+            ..Default::default()
+        });
+        for line in [
+            "cdc_health_wal_disk_total_bytes 1073741824",
+            "cdc_health_wal_disk_free_bytes 268435456",
+            "cdc_health_wal_bytes 83886080",
+            "cdc_health_wal_archive_pending_segments 2",
+            "cdc_health_wal_disk_fill_rate_bytes_per_second 1500000",
+            r#"cdc_health_server_finding{subject="server:wal",finding="wal_disk_full_soon",severity="critical"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("cdc_health_wal_disk_eta_seconds"),
+            "no ETA, no sample"
+        );
+        let none = render_state(&State::default());
+        assert!(!none.contains("cdc_health_wal_"), "{none}");
     }
 
     #[test]

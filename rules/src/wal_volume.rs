@@ -4,7 +4,7 @@
 //! limit an abandoned slot runs into.
 
 use crate::finding::{Finding, FindingCode, Severity};
-use crate::history::{least_squares, mostly_growing};
+use crate::history::least_squares;
 use crate::units::{pretty_bytes, pretty_duration};
 
 /// One reading of the volume, taken by the worker each pass.
@@ -30,8 +30,7 @@ pub struct FillForecast {
 }
 
 /// The fill rate through the readings of the last `window_secs` (at least 3 spanning a
-/// quarter of it), and the time to full when the volume fills steadily (used space grew in
-/// two thirds of the steps: one burst is not a trend).
+/// quarter of it), and the time to full when the volume fills steadily (`filling_steadily`).
 pub fn fill_forecast(samples: &[VolumeSample], now: f64, window_secs: f64) -> Option<FillForecast> {
     let since = now - window_secs;
     let points = || {
@@ -42,13 +41,36 @@ pub fn fill_forecast(samples: &[VolumeSample], now: f64, window_secs: f64) -> Op
     };
     let rate = least_squares(&points, window_secs)?;
     let latest = samples.iter().rev().find(|s| s.at <= now)?;
-    let eta = (rate > 0.0 && mostly_growing(points()))
-        .then(|| latest.free_bytes.max(0) as f64 / rate)
+    // Free space now on the fitted line, not the last reading: used space climbs a segment at
+    // a time, and the ETA from the reading would jump back up by a segment's worth each step.
+    let (n, sum_t, sum_used) = points().fold((0.0, 0.0, 0.0), |(n, st, su), (t, u)| {
+        (n + 1.0, st + t, su + u)
+    });
+    let fitted_used = sum_used / n + rate * (now - sum_t / n);
+    let free = (latest.total_bytes as f64 - fitted_used).clamp(0.0, latest.total_bytes as f64);
+    let eta = (rate > 0.0 && filling_steadily(points()))
+        .then(|| free / rate)
         .filter(|eta| eta.is_finite());
     Some(FillForecast {
         rate_bytes_per_sec: rate,
         eta_secs: eta,
     })
+}
+
+/// Whether used space rose in at least 3 steps over the points, and in at least twice as many
+/// as it fell. The server adds WAL a segment file at a time, so used space is a staircase
+/// (flat between segments): a rise in most consecutive readings, the slots' test of a steady
+/// climb, would never hold; one step alone (a burst) is no trend either.
+fn filling_steadily(points: impl Iterator<Item = (f64, f64)>) -> bool {
+    let (mut rose, mut fell, mut before) = (0usize, 0usize, None);
+    for (_, used) in points {
+        if let Some(prev) = before {
+            rose += usize::from(used > prev);
+            fell += usize::from(used < prev);
+        }
+        before = Some(used);
+    }
+    rose >= 3 && rose >= 2 * fell
 }
 
 /// What holds the WAL in `pg_wal`, as far as the server says.
@@ -122,7 +144,11 @@ pub fn disk_finding(
         pretty_bytes(holders.wal_bytes),
         holder_text(holders)
     );
-    Some(Finding::new(FindingCode::WalDiskFullSoon, severity, summary).with_remedy(remedy(holders)))
+    let used = latest.total_bytes - latest.free_bytes;
+    Some(
+        Finding::new(FindingCode::WalDiskFullSoon, severity, summary)
+            .with_remedy(remedy(holders, used)),
+    )
 }
 
 fn holder_text(h: &WalHolders) -> String {
@@ -156,14 +182,21 @@ pub enum Holder {
     Slot,
     Archiver,
     WalKeepSize,
-    /// None of them: `pg_wal` is small (up to `max_wal_size`) or other files fill the volume.
-    Other,
+    /// No one of those holds half of `pg_wal`: it is WAL kept between checkpoints
+    /// (`max_wal_size`).
+    Checkpoints,
+    /// `pg_wal` is under half of what is used on the volume: other files fill it.
+    OtherFiles,
 }
 
-pub fn main_holder(h: &WalHolders) -> Holder {
+/// The holder of at least half of `pg_wal` (of a slot, the archiver's backlog and
+/// `wal_keep_size`, the largest), when `pg_wal` is what fills the volume (`used_bytes`).
+pub fn main_holder(h: &WalHolders, used_bytes: i64) -> Holder {
+    if h.wal_bytes < used_bytes / 2 {
+        return Holder::OtherFiles;
+    }
     let slot = h.largest_slot.as_ref().map_or(0, |(_, b)| *b);
     let archive = h.archive_pending_segments.saturating_mul(h.segment_bytes);
-    let floor = h.max_wal_bytes.max(h.segment_bytes);
     let (holder, bytes) = [
         (Holder::Slot, slot),
         (Holder::Archiver, archive),
@@ -171,17 +204,17 @@ pub fn main_holder(h: &WalHolders) -> Holder {
     ]
     .into_iter()
     .max_by_key(|(_, b)| *b)
-    .unwrap_or((Holder::Other, 0));
-    if bytes > floor {
+    .unwrap_or((Holder::Checkpoints, 0));
+    if bytes > 0 && bytes >= h.wal_bytes / 2 {
         holder
     } else {
-        Holder::Other
+        Holder::Checkpoints
     }
 }
 
-fn remedy(h: &WalHolders) -> String {
+fn remedy(h: &WalHolders, used_bytes: i64) -> String {
     let stop = "When the volume is full the server stops (PANIC) and every application with it.";
-    match (main_holder(h), &h.largest_slot) {
+    match (main_holder(h, used_bytes), &h.largest_slot) {
         (Holder::Slot, Some((slot, bytes))) => format!(
             "Slot {slot} holds {}: bring its consumer back now, or drop the slot \
              (pg_drop_replication_slot('{slot}'), its mirror is then resynced) before the volume \
@@ -199,9 +232,15 @@ fn remedy(h: &WalHolders) -> String {
              {stop}",
             pretty_bytes(h.wal_keep_bytes)
         ),
+        (Holder::OtherFiles, _) => format!(
+            "pg_wal ({}) is under half of what fills this volume: other files do. Free space \
+             on it or grow it. {stop}",
+            pretty_bytes(h.wal_bytes)
+        ),
         _ => format!(
-            "pg_wal itself is small: other files fill this volume. Free space on it or grow it. \
-             {stop}"
+            "pg_wal holds the WAL of recent checkpoints, up to max_wal_size ({}): lower \
+             max_wal_size (a reload) or grow the volume. {stop}",
+            pretty_bytes(h.max_wal_bytes)
         ),
     }
 }
@@ -293,6 +332,25 @@ mod tests {
     }
 
     #[test]
+    fn a_staircase_of_segments_is_a_steady_fill() {
+        // 3 MB/s written, used space rising by a 16 MB segment every ~5 readings.
+        let s: Vec<VolumeSample> = (0..30)
+            .map(|i| VolumeSample {
+                at: 1000.0 + i as f64,
+                total_bytes: 320 * MB,
+                free_bytes: 300 * MB - 16 * MB * ((i * 3) / 16) as i64,
+            })
+            .collect();
+        let f = fill_forecast(&s, 1029.0, 60.0).unwrap();
+        let eta = f.eta_secs.expect("a steady fill");
+        assert!(
+            (f.rate_bytes_per_sec / MB as f64 - 3.0).abs() < 0.6,
+            "{f:?}"
+        );
+        assert!((40.0..120.0).contains(&eta), "{eta}");
+    }
+
+    #[test]
     fn one_burst_is_not_a_trend() {
         let mut s = filling(0, 30, 400 * MB, 300 * MB);
         for x in s.iter_mut().skip(15) {
@@ -381,18 +439,25 @@ mod tests {
 
     #[test]
     fn the_remedy_aims_at_what_holds_the_wal() {
+        let used = 300 * MB;
         let mut h = holders();
-        assert_eq!(main_holder(&h), Holder::Slot);
+        assert_eq!(main_holder(&h, used), Holder::Slot);
         h.largest_slot = Some(("s".into(), 10 * MB));
         h.archive_pending_segments = 12;
-        assert_eq!(main_holder(&h), Holder::Archiver);
-        assert!(remedy(&h).contains("archive_command"));
+        assert_eq!(main_holder(&h, used), Holder::Archiver);
+        assert!(remedy(&h, used).contains("archive_command"));
         h.archive_pending_segments = 0;
-        h.wal_keep_bytes = 1024 * MB;
-        assert_eq!(main_holder(&h), Holder::WalKeepSize);
+        h.wal_keep_bytes = 200 * MB;
+        assert_eq!(main_holder(&h, used), Holder::WalKeepSize);
         h.wal_keep_bytes = 0;
-        assert_eq!(main_holder(&h), Holder::Other, "pg_wal within max_wal_size");
-        assert!(remedy(&h).contains("other files"));
+        assert_eq!(main_holder(&h, used), Holder::Checkpoints);
+        assert!(
+            remedy(&h, used).contains("max_wal_size (64 MB)"),
+            "{}",
+            remedy(&h, used)
+        );
+        assert_eq!(main_holder(&h, 600 * MB), Holder::OtherFiles);
+        assert!(remedy(&h, 600 * MB).contains("other files"));
     }
 
     #[test]

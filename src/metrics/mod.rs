@@ -9,7 +9,8 @@ pub mod endpoint;
 pub mod snapshot;
 
 use cdc_health_rules::exposition::{
-    render_state, render_worker, MirrorMetrics, SinkMetrics, SlotMetrics, State, WorkerMetrics,
+    render_state, render_worker, MirrorMetrics, SinkMetrics, SlotMetrics, State, WalMetrics,
+    WorkerMetrics,
 };
 use cdc_health_rules::{ServerObservation, Severity};
 use pgrx::prelude::*;
@@ -133,6 +134,27 @@ fn sinks() -> SpiResult<Vec<SinkMetrics>> {
     })
 }
 
+/// The volume holding pg_wal, read again (one `statvfs`, the names in `pg_wal`) with the
+/// readings the pass kept, and the server's findings on it.
+fn wal(server: &ServerObservation, views: &[SlotView]) -> SpiResult<WalMetrics> {
+    use crate::server::wal::{assess, ARCHIVER_SUBJECT, WAL_SUBJECT};
+    let now = crate::pg::clock::now_secs();
+    let w = assess(server, views.iter().map(|v| &v.slot), now, false)?;
+    let findings = [(WAL_SUBJECT, &w.disk), (ARCHIVER_SUBJECT, &w.archive)]
+        .into_iter()
+        .filter_map(|(subject, f)| f.as_ref().map(|f| (subject, f.code.as_str(), f.severity)))
+        .collect();
+    Ok(WalMetrics {
+        disk_total_bytes: w.reading.map(|r| r.total_bytes),
+        disk_free_bytes: w.reading.map(|r| r.free_bytes),
+        wal_bytes: w.holders.wal_bytes,
+        archive_pending_segments: w.holders.archive_pending_segments,
+        fill_rate_bytes_per_sec: w.forecast.map(|f| f.rate_bytes_per_sec),
+        eta_to_full_secs: w.forecast.and_then(|f| f.eta_secs),
+        findings,
+    })
+}
+
 /// The state part of the metrics, from one look at the slots.
 pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<String> {
     let (alerts_open_warning, alerts_open_critical) = open_alerts()?;
@@ -144,6 +166,7 @@ pub fn render(server: &ServerObservation, views: &[SlotView]) -> SpiResult<Strin
         creations_waiting: views.iter().filter(|v| v.creation.is_some()).count(),
         mirrors: mirrors()?,
         sinks: sinks()?,
+        wal: Some(wal(server, views)?),
     }))
 }
 

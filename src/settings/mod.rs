@@ -125,6 +125,14 @@ pub fn history_limits() -> HistoryLimits {
     }
 }
 
+pub fn disk_limits() -> cdc_health_rules::wal_volume::DiskLimits {
+    cdc_health_rules::wal_volume::DiskLimits {
+        eta_warning_secs: thresholds::eta_warning_secs(),
+        eta_critical_secs: thresholds::eta_critical_secs(),
+        free_warning_fraction: thresholds::wal_disk_free_warning_fraction(),
+    }
+}
+
 pub fn alert_policy() -> AlertPolicy {
     AlertPolicy {
         interval_secs: worker::interval_secs(),

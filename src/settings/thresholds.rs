@@ -18,6 +18,7 @@ static SPILL_WARNING_MB: GucSetting<i32> = GucSetting::<i32>::new(100);
 static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
+static WAL_DISK_FREE_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(10);
 
 /// The per-sample thresholds.
 pub fn register() {
@@ -122,6 +123,15 @@ pub fn register_history_rules() {
         GucFlags::UNIT_S,
     );
     sighup_int(
+        c"cdc_health.wal_disk_free_warning",
+        c"Percent of the volume holding pg_wal: wal_disk_full_soon warns when less is free (critical under half of it); 0 turns it off.",
+        c"The forecast (cdc_health.eta_warning, cdc_health.eta_critical) warns on a steady fill whatever the free space.",
+        &WAL_DISK_FREE_WARNING_PERCENT,
+        0,
+        100,
+        GucFlags::default(),
+    );
+    sighup_int(
         c"cdc_health.forecast_window",
         c"Span of recent samples the growth rate of retained WAL is fitted over.",
         c"",
@@ -181,4 +191,8 @@ pub fn eta_critical_secs() -> f64 {
 
 pub fn forecast_window_secs() -> f64 {
     f64::from(FORECAST_WINDOW_S.get())
+}
+
+pub fn wal_disk_free_warning_fraction() -> f64 {
+    f64::from(WAL_DISK_FREE_WARNING_PERCENT.get()) / 100.0
 }

@@ -10,7 +10,8 @@
 //! its data and the functions that touch it, all under the one lock: `worker` (the worker's
 //! status and the watch over the mirror worker's probe), `tracks` (per-slot entries),
 //! `nudges` (standby snapshots logged for slot creations), `reminders` (the open alerts'
-//! reminder clocks) and `alerts_changes` (a counter read and bumped without the lock).
+//! reminder clocks), `volume` (readings of the volume holding pg_wal) and `alerts_changes`
+//! (a counter read and bumped without the lock).
 //!
 //! The rule, for every file: nothing inside a critical section raises an error or allocates
 //! on the PostgreSQL side (no `palloc`, SPI or `ereport`); a section only copies plain data
@@ -32,6 +33,7 @@ mod alerts_changes;
 mod nudges;
 mod reminders;
 mod tracks;
+mod volume;
 mod worker;
 
 pub use alerts_changes::{alerts_changes, note_alerts_changed};
@@ -41,6 +43,7 @@ pub use reminders::{remember_reminder, reminder_clocks};
 #[cfg(any(test, feature = "pg_test"))]
 pub(crate) use tracks::assign;
 pub use tracks::{history_due, locate, read, write_assigned, Entry};
+pub use volume::{record_volume, volume_samples};
 pub use worker::{take_overdue_probe, update_worker, watch_probe, worker_status, WorkerStatus};
 
 use nudges::Nudge;
@@ -61,6 +64,8 @@ struct Header {
     nudges: heapless::Vec<Nudge, { nudges::MAX_NUDGED }>,
     probe: ProbeWatch,
     reminders: Clock<{ reminders::MAX_REMINDED }>,
+    /// Readings of the volume holding pg_wal.
+    volume: volume::VolumeRing,
     /// When this area was created: the server start (or its last crash restart).
     created_at: f64,
     /// Bumped by every committed change to `cdc_health.alerts` (see `open_alerts`); read
@@ -164,6 +169,7 @@ unsafe extern "C-unwind" fn on_startup() {
             nudges: heapless::Vec::new(),
             probe: ProbeWatch::default(),
             reminders: Clock::new(),
+            volume: volume::VolumeRing::new(),
             created_at: crate::pg::clock::now_secs(),
             alerts_changes: AtomicU64::new(0),
         });

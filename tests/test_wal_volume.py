@@ -1,0 +1,143 @@
+"""The volume holding pg_wal, for real: pg_wal on a small tmpfs of its own (initdb -X) filled
+by real writes behind an abandoned slot with no budget (max_slot_wal_keep_size = -1) until
+the server stops; the archiver failing on a real archive_command and working again."""
+
+import os
+import threading
+import time
+
+import psycopg2
+import pytest
+
+from pgcluster import wait_for
+
+WORKER = {
+    "shared_preload_libraries": "'cdc_health'",
+    "cdc_health.interval": "1s",
+    # A dozen segment files' worth at the test's write rate: used space climbs a segment at a
+    # time, and a fit over a few steps swings with their phase.
+    "cdc_health.forecast_window": "60s",
+    "wal_sender_timeout": "'60s'",
+}
+
+
+def usage(pg, **kw):
+    conn = pg.connect(**kw)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT * FROM cdc_health.wal_usage()")
+            cols = [d[0] for d in cur.description]
+            return dict(zip(cols, cur.fetchone()))
+    finally:
+        conn.close()
+
+
+def open_alert(pg, subject, finding):
+    return pg.one("SELECT id FROM cdc_health.alerts WHERE subject = %s AND finding = %s "
+                  "AND resolved_at IS NULL", (subject, finding))
+
+
+class SteadyWriter(threading.Thread):
+    """About `mb_per_sec` of WAL a second in rows of 1 kB, at an even pace, until it fails
+    (the server stopped) or is told to stop."""
+
+    def __init__(self, pg, mb_per_sec):
+        super().__init__(daemon=True)
+        self.pg, self.mb_per_sec = pg, mb_per_sec
+        self.halt = threading.Event()
+        self.failed_at = None
+
+    def run(self):
+        try:
+            conn = self.pg.connect()
+            cur = conn.cursor()
+            cur.execute("CREATE TABLE IF NOT EXISTS filler (v text)")
+            tick = 0.25
+            rows = int(self.mb_per_sec * 1024 * tick * 0.85)  # a 1 kB row is ~1.2 kB of WAL
+            next_at = time.monotonic()
+            while not self.halt.is_set():
+                cur.execute("INSERT INTO filler SELECT repeat('x', 1000) "
+                            "FROM generate_series(1, %s)", (rows,))
+                next_at += tick
+                self.halt.wait(max(0.0, next_at - time.monotonic()))
+        except psycopg2.Error:
+            self.failed_at = time.monotonic()
+
+
+def test_the_volume_filling_behind_an_abandoned_slot_is_forecast_and_alerted(
+        small_volume, make_cluster):
+    volume = small_volume(320)
+    pg = make_cluster(waldir=os.path.join(volume, "pg_wal"), settings=WORKER)
+    pg.create_logical_slot("abandoned")
+    first = usage(pg)
+    assert os.path.realpath(first["wal_directory"]) == os.path.join(volume, "pg_wal"), first
+    assert first["disk_total_bytes"] == 320 * 2**20, first
+    assert first["status"] == "ok" and first["largest_slot"] == "abandoned", first
+
+    writer = SteadyWriter(pg, 3.0)
+    writer.start()
+    try:
+        alert = wait_for(lambda: open_alert(pg, "server:wal", "wal_disk_full_soon"),
+                         timeout=120, what="wal_disk_full_soon")
+        raised = time.monotonic()
+        seen = usage(pg)
+        eta = seen["eta_to_full"].total_seconds()
+        assert seen["disk_free_bytes"] >= seen["disk_total_bytes"] / 4, seen
+        assert seen["largest_slot"] == "abandoned", seen
+        assert seen["status"] in ("warning", "critical"), seen
+        assert "abandoned" in seen["remediation"], seen
+        assert pg.one("SELECT remediation FROM cdc_health.alerts WHERE id = %s", (alert,)) \
+            .startswith("Slot abandoned holds")
+        # The forecast counts down.
+        time.sleep(10)
+        later = usage(pg)["eta_to_full"].total_seconds()
+        assert later < eta, (eta, later)
+
+        # Until the volume is full: the server can no longer add a WAL segment and stops.
+        segment = 16 * 2**20
+
+        def full():
+            st = os.statvfs(volume)
+            return writer.failed_at or (st.f_bavail * st.f_frsize < segment and time.monotonic())
+
+        full_at = wait_for(full, timeout=600, interval=0.2, what="the volume to fill")
+        actual = full_at - raised
+        assert abs(eta - actual) <= 0.3 * actual, \
+            f"forecast {eta:.0f} s, filled in {actual:.0f} s"
+    finally:
+        writer.halt.set()
+        writer.join(30)
+
+
+def test_a_failing_archive_command_is_alerted_and_resolves_when_it_works(make_cluster):
+    pg = make_cluster(settings={**WORKER, "archive_mode": "on", "archive_command": "'false'"})
+    archive = os.path.join(pg.base, "archive")
+    os.mkdir(archive)
+    os.chmod(archive, 0o777)
+    pg.grow_wal(2)
+    alert = wait_for(lambda: open_alert(pg, "server:archiver", "archive_failing"), timeout=60,
+                     what="archive_failing")
+    row = pg.sql("SELECT summary, remediation, detail FROM cdc_health.alerts WHERE id = %s",
+                 (alert,))[0]
+    failing = pg.one("SELECT last_failed_wal FROM pg_stat_archiver")
+    assert failing in row[0] and "archive_command" in row[1], row
+    assert row[2]["failed_count"] >= 1, row
+    assert usage(pg)["archive_pending_segments"] >= 1
+
+    pg.set_config(archive_command=f"cp %p {archive}/%f")
+    wait_for(lambda: pg.one("SELECT resolved_at IS NOT NULL FROM cdc_health.alerts "
+                            "WHERE id = %s", (alert,)), timeout=90,
+             what="archive_failing to resolve")
+    assert os.listdir(archive), "the archiver copied segments"
+
+
+def test_wal_usage_is_for_pg_monitor(make_cluster):
+    pg = make_cluster(settings={"wal_sender_timeout": "'60s'"})
+    pg.sql("CREATE ROLE nobody LOGIN")
+    pg.sql("CREATE ROLE watcher LOGIN IN ROLE pg_monitor")
+    with pytest.raises(psycopg2.Error) as denied:
+        usage(pg, user="nobody")
+    assert denied.value.pgcode == "42501"
+    seen = usage(pg, user="watcher")
+    assert seen["disk_total_bytes"] > 0 and seen["wal_bytes"] >= 16 * 2**20, seen
+    assert seen["status"] == "ok" and seen["eta_to_full"] is None
