@@ -35,6 +35,6 @@ pg_config_for() {
 # versions, which pgrx does not copy. Extra arguments go to cargo pgrx install.
 install_into() {
   local pg_config="$1"; shift
-  cargo pgrx install "$@" --pg-config "$pg_config" >/dev/null
+  cargo pgrx install "$@" --pg-config "$pg_config" >/dev/null || return 1
   cp sql/cdc_health--*.sql "$("$pg_config" --sharedir)/extension/"
 }

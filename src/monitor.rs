@@ -78,8 +78,17 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     let server = sampling::server();
     let slots = sampling::slots();
     let now = now_secs();
-    // Read once, outside the lock, for every slot's history.
-    let hist_limits = settings::history_limits();
+    // Read once, outside the lock, for every slot's history. Without a budget the volume
+    // holding pg_wal is the limit growing WAL runs into (one statvfs).
+    let hist_limits = HistoryLimits {
+        disk_free_bytes: server
+            .wal_budget_bytes
+            .is_none()
+            .then(crate::server::volume::wal_volume)
+            .flatten()
+            .map(|v| v.free_bytes),
+        ..settings::history_limits()
+    };
     // Before the histories: a sample records what the consumer's walsender sent it.
     let consumers = Consumers::read(&slots)?;
     let histories = histories(record, &slots, &server, &consumers, now, &hist_limits);

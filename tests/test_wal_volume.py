@@ -93,6 +93,15 @@ def test_the_volume_filling_behind_an_abandoned_slot_is_forecast_and_alerted(
         later = usage(pg)["eta_to_full"].total_seconds()
         assert later < eta, (eta, later)
 
+        # The abandoned slot says the same: without a budget, the volume is its limit (its
+        # forecast starts a forecast window after its last progress, its creation).
+        slot = wait_for(lambda: (lambda r: r if "budget_exhaustion_soon" in r["findings"]
+                                 else None)(pg.health("abandoned")),
+                        timeout=60, what="budget_exhaustion_soon on the slot")
+        assert "volume holding pg_wal" in slot["summary"], slot["summary"]
+        assert slot["eta_to_lost"] is not None, slot
+        assert "pg_drop_replication_slot('abandoned')" in slot["remediation"], slot
+
         # Until the volume is full: the server can no longer add a WAL segment and stops.
         segment = 16 * 2**20
 

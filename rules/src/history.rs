@@ -386,6 +386,10 @@ pub struct HistoryLimits {
     /// writes small records (running transactions, checkpoints) that a healthy consumer has
     /// nothing to confirm for.
     pub stall_min_bytes: i64,
+    /// Free space on the volume holding `pg_wal`, given only while `max_slot_wal_keep_size`
+    /// is unlimited: that volume, not a budget, is then what growing WAL runs into, and the
+    /// forecast aims at it rather than at the ceiling.
+    pub disk_free_bytes: Option<i64>,
 }
 
 impl Default for HistoryLimits {
@@ -397,6 +401,7 @@ impl Default for HistoryLimits {
             forecast_window_secs: 600.0,
             stall_min_bytes: 1 << 20,
             spill_warning_bytes_per_min: 100 << 20,
+            disk_free_bytes: None,
         }
     }
 }
@@ -409,6 +414,8 @@ pub enum ForecastTarget {
     Budget,
     /// Retained WAL reaching the ceiling the caller passed (no budget is set).
     Ceiling,
+    /// The volume holding `pg_wal` full (no budget is set): the server stops.
+    Disk,
     /// No estimate.
     None,
 }
@@ -457,13 +464,14 @@ pub fn forecast(
     if !fit.mostly_growing {
         return no_eta;
     }
-    let (remaining, to) = match latest.safe_wal_size {
-        Some(safe) => (safe.max(0), ForecastTarget::Budget),
-        None if ceiling_bytes > 0 => (
+    let (remaining, to) = match (latest.safe_wal_size, limits.disk_free_bytes) {
+        (Some(safe), _) => (safe.max(0), ForecastTarget::Budget),
+        (None, Some(free)) => (free.max(0), ForecastTarget::Disk),
+        (None, None) if ceiling_bytes > 0 => (
             ceiling_bytes.saturating_sub(retained).max(0),
             ForecastTarget::Ceiling,
         ),
-        None => return no_eta,
+        (None, None) => return no_eta,
     };
     // A vanishing rate would put the ETA at infinity: that is no forecast either.
     let eta = remaining as f64 / fit.slope;
@@ -666,6 +674,11 @@ fn budget_finding(
         ForecastTarget::Ceiling => format!(
             "retained WAL grows by {per_sec}/s and reaches {} in about {when}",
             pretty_bytes(ceiling_bytes)
+        ),
+        ForecastTarget::Disk => format!(
+            "retained WAL grows by {per_sec}/s with no max_slot_wal_keep_size: the volume \
+             holding pg_wal ({} free) is full in about {when}, and the server stops",
+            pretty_bytes(limits.disk_free_bytes.unwrap_or(0))
         ),
         ForecastTarget::None => return None,
     };
@@ -1022,6 +1035,36 @@ mod tests {
         assert_eq!(
             (past.eta_secs, past.to),
             (Some(0.0), ForecastTarget::Ceiling)
+        );
+    }
+
+    #[test]
+    fn without_a_budget_the_volume_holding_pg_wal_is_the_limit() {
+        let (track, now) = stuck_track();
+        // Retained grows by 100 bytes/s (see forecast_without_a_budget_aims_at_the_ceiling).
+        let limits = HistoryLimits {
+            disk_free_bytes: Some(180_000),
+            ..HistoryLimits::default()
+        };
+        let f = forecast(&track, now, 300_000, &limits);
+        assert_eq!(f.to, ForecastTarget::Disk, "the disk, not the ceiling");
+        assert!((f.eta_secs.unwrap() - 1800.0).abs() < 1e-6, "{f:?}");
+        let (findings, _) = history_findings(&track, now, 300_000, &limits);
+        let b = findings
+            .iter()
+            .find(|f| f.code == FindingCode::BudgetExhaustionSoon)
+            .expect("the volume fills within eta_warning");
+        assert!(
+            b.summary.contains("volume holding pg_wal (176 kB free)"),
+            "{}",
+            b.summary
+        );
+        // A budget, where there is one, stays the limit.
+        let mut budgeted = track.clone();
+        budgeted.samples.back_mut().unwrap().safe_wal_size = Some(1000);
+        assert_eq!(
+            forecast(&budgeted, now, 300_000, &limits).to,
+            ForecastTarget::Budget
         );
     }
 

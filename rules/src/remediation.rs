@@ -87,6 +87,12 @@ pub fn slot_remediation(code: FindingCode, slot: &SlotObservation) -> String {
              sessions with the same error: detail->'consumer'->'last_error' has it; fix its \
              cause."
             .to_string(),
+        FindingCode::BudgetExhaustionSoon if slot.safe_wal_size.is_none() => format!(
+            "With no max_slot_wal_keep_size, this slot's WAL fills the volume holding pg_wal and \
+             the server stops (PANIC): bring the consumer back now, or drop the slot (SELECT \
+             pg_drop_replication_slot({lit})) and resync its consumer; then bound slots with \
+             max_slot_wal_keep_size."
+        ),
         FindingCode::BudgetExhaustionSoon => "At the current growth rate this slot will \
              exceed max_slot_wal_keep_size and be lost: make the consumer catch up or raise the \
              budget before then."

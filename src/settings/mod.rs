@@ -122,6 +122,8 @@ pub fn history_limits() -> HistoryLimits {
         forecast_window_secs: thresholds::forecast_window_secs(),
         stall_min_bytes: thresholds::stall_min_bytes(),
         spill_warning_bytes_per_min: thresholds::spill_warning_bytes_per_min(),
+        // An observation, not a setting: the pass fills it in.
+        disk_free_bytes: None,
     }
 }
 
