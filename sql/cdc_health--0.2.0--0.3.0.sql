@@ -46,3 +46,22 @@ REVOKE ALL ON FUNCTION cdc_health.wal_usage() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.wal_usage() TO pg_monitor;
 COMMENT ON FUNCTION cdc_health.wal_usage() IS
   'The volume holding pg_wal: free space, what holds the WAL, the fill rate and when it is full';
+
+-- budget_advice(): max_slot_wal_keep_size now and recommended, for pg_monitor.
+CREATE FUNCTION cdc_health."budget_advice"() RETURNS TABLE (
+	"setting" TEXT,
+	"max_slot_wal_keep_size" TEXT,
+	"budget_bytes" bigint,
+	"survives_outage" interval,
+	"leaves_free_bytes" bigint,
+	"peak_wal_bytes_per_hour" bigint,
+	"longest_outage" interval,
+	"summary" TEXT
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'budget_advice_wrapper';
+REVOKE ALL ON FUNCTION cdc_health.budget_advice() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.budget_advice() TO pg_monitor;
+COMMENT ON FUNCTION cdc_health.budget_advice() IS
+  'max_slot_wal_keep_size now and recommended: the consumer outage each survives and the room it leaves';

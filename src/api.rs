@@ -415,6 +415,53 @@ mod cdc_health {
         ))
     }
 
+    /// What `max_slot_wal_keep_size` to set: the current setting and a recommended one, each
+    /// with the consumer outage it survives at the history's peak WAL rate and the room it
+    /// leaves on the volume holding `pg_wal`.
+    #[allow(clippy::type_complexity)]
+    #[pg_extern(volatile, parallel_safe)]
+    fn budget_advice() -> TableIterator<
+        'static,
+        (
+            name!(setting, String),
+            name!(max_slot_wal_keep_size, Option<String>),
+            name!(budget_bytes, Option<i64>),
+            name!(survives_outage, Option<Interval>),
+            name!(leaves_free_bytes, Option<i64>),
+            name!(peak_wal_bytes_per_hour, Option<i64>),
+            name!(longest_outage, Option<Interval>),
+            name!(summary, String),
+        ),
+    > {
+        let _path = crate::pg::role::Switched::safe_search_path();
+        let budget = crate::slots::sampling::server().wal_budget_bytes;
+        let facts = crate::server::budget::facts(budget)
+            .or_raise(|e| Error::Internal("budget_advice()", e));
+        let per_hour = facts.peak_rate_bytes_per_sec.map(|r| (r * 3600.0) as i64);
+        let outage = facts.longest_outage_secs.map(Interval::from_seconds);
+        let rows: Vec<_> = cdc_health_rules::budget::advise(&facts)
+            .into_iter()
+            .map(|r| {
+                let value = match (r.setting, r.budget_bytes) {
+                    ("current", None) => Some("-1".to_string()),
+                    (_, Some(bytes)) => Some(cdc_health_rules::budget::setting_text(bytes)),
+                    _ => None,
+                };
+                (
+                    r.setting.to_string(),
+                    value,
+                    r.budget_bytes,
+                    r.survives_secs.map(Interval::from_seconds),
+                    r.leaves_free_bytes,
+                    per_hour,
+                    outage,
+                    r.summary,
+                )
+            })
+            .collect();
+        TableIterator::new(rows)
+    }
+
     /// Settings and schema details that break CDC before any slot is in trouble, one row per
     /// problem, most severe first (`rules::audit` has the checks).
     #[allow(clippy::type_complexity)]

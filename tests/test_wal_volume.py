@@ -150,3 +150,49 @@ def test_wal_usage_is_for_pg_monitor(make_cluster):
     seen = usage(pg, user="watcher")
     assert seen["disk_total_bytes"] > 0 and seen["wal_bytes"] >= 16 * 2**20, seen
     assert seen["status"] == "ok" and seen["eta_to_full"] is None
+
+
+def test_budget_advice_weighs_the_peak_rate_and_the_longest_outage_against_the_volume(
+        small_volume, make_cluster):
+    volume = small_volume(1024)
+    pg = make_cluster(waldir=os.path.join(volume, "pg_wal"),
+                      settings={**WORKER, "max_slot_wal_keep_size": "'2GB'",
+                                "max_wal_size": "'64MB'", "min_wal_size": "'32MB'",
+                                "cdc_health.history_interval": "1s"})
+    before = {r[0]: r for r in pg.sql("SELECT * FROM cdc_health.budget_advice()")}
+    assert before["recommended"][2] is None and "two hours" in before["recommended"][7], before
+    pg.sql("SELECT pg_create_physical_replication_slot('feed', true)")
+    slot_id = wait_for(lambda: pg.one("SELECT id FROM cdc_health.history_slots "
+                                      "WHERE slot_name = 'feed'"), what="the slot's history")
+    # Four hours of a row a minute, as the worker writes them, five hours ago: WAL written at
+    # 100, 300, 50 and 50 MB an hour; the consumer away for 40 minutes in the third hour.
+    pg.sql("""
+        INSERT INTO cdc_health.history_samples
+            (sampled_at, retained_wal_bytes, current_lsn, restart_lsn, slot_id, kind, status,
+             wal_status, active)
+        SELECT date_trunc('hour', now()) - interval '5 hours' + make_interval(mins => m),
+               0, '0/0'::pg_lsn + lsn, '0/0'::pg_lsn + lsn, %(id)s, 0, 0, 0,
+               NOT (m >= 140 AND m < 180)
+        FROM (SELECT m, (1048576::bigint * (CASE WHEN m < 60 THEN 100 * m
+                                         WHEN m < 120 THEN 6000 + 300 * (m - 60)
+                                         ELSE 24000 + 50 * (m - 120) END) / 60)::bigint AS lsn
+              FROM generate_series(0, 239) m) s
+    """, {"id": slot_id})
+    rows = {r[0]: r for r in pg.sql("SELECT * FROM cdc_health.budget_advice()")}
+    setting, value, budget, survives, leaves, per_hour, outage, summary = rows["recommended"]
+    assert 290 * 2**20 <= per_hour <= 300 * 2**20, per_hour
+    assert outage.total_seconds() == 40 * 60, outage
+    # Twice the longest outage (80 min) at ~297 MB/h is ~396 MB, rounded down to 64 MB.
+    assert (value, budget) == ("384MB", 384 * 2**20), rows["recommended"]
+    assert 75 * 60 <= survives.total_seconds() <= 80 * 60, survives
+    assert leaves > 0 and "times the longest outage seen (40min)" in summary, summary
+    # What it recommends is a value the server takes.
+    pg.set_config(max_slot_wal_keep_size=value)
+    wait_for(lambda: pg.one("SHOW max_slot_wal_keep_size") == "384MB", what="the reload")
+
+    current = {r[0]: r for r in pg.sql("SELECT * FROM cdc_health.budget_advice()")}["current"]
+    assert current[1:3] == ("384MB", 384 * 2**20), current
+    pg.set_config(max_slot_wal_keep_size="2GB")
+    wait_for(lambda: pg.one("SHOW max_slot_wal_keep_size") == "2GB", what="the reload")
+    current = {r[0]: r for r in pg.sql("SELECT * FROM cdc_health.budget_advice()")}["current"]
+    assert current[4] < 0 and "the volume cannot hold it" in current[7], current

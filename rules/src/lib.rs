@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod assessment;
 pub mod audit;
+pub mod budget;
 pub mod clickhouse;
 pub mod consumer;
 pub mod delivery;

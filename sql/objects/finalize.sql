@@ -50,11 +50,13 @@ GRANT EXECUTE ON FUNCTION cdc_health.sparkline(text, timestamptz, integer) TO pg
 REVOKE ALL ON FUNCTION cdc_health.metrics() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.metrics() TO pg_monitor;
 
--- The server: the configuration audit and the WAL volume (0.3.0).
+-- The server: the configuration audit, the WAL volume and the budget advice (0.3.0).
 REVOKE ALL ON FUNCTION cdc_health.config_audit() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.config_audit() TO pg_monitor;
 REVOKE ALL ON FUNCTION cdc_health.wal_usage() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cdc_health.wal_usage() TO pg_monitor;
+REVOKE ALL ON FUNCTION cdc_health.budget_advice() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cdc_health.budget_advice() TO pg_monitor;
 
 -- Comments on the functions written in Rust (#[pg_extern] has no COMMENT of its own).
 COMMENT ON FUNCTION cdc_health() IS
@@ -63,6 +65,8 @@ COMMENT ON FUNCTION cdc_health.config_audit() IS
   'Settings and schema details that break change data capture, one row per problem';
 COMMENT ON FUNCTION cdc_health.wal_usage() IS
   'The volume holding pg_wal: free space, what holds the WAL, the fill rate and when it is full';
+COMMENT ON FUNCTION cdc_health.budget_advice() IS
+  'max_slot_wal_keep_size now and recommended: the consumer outage each survives and the room it leaves';
 COMMENT ON FUNCTION cdc_health.add_sink(text, text, text, jsonb) IS
   'Adds a sink alerts are delivered to: alertmanager, webhook, slack or pagerduty';
 COMMENT ON FUNCTION cdc_health.remove_sink(text) IS

@@ -3,5 +3,6 @@
 //! their tables' replica identity).
 
 pub mod audit;
+pub mod budget;
 pub mod volume;
 pub mod wal;

@@ -62,10 +62,7 @@ pub fn assess<'a>(
     let segment_bytes = segment_bytes();
     let archiving = archiving_enabled();
     let holders = WalHolders {
-        wal_bytes: dir
-            .as_deref()
-            .map_or(0, |d| count_names(d, is_segment_name))
-            .saturating_mul(segment_bytes),
+        wal_bytes: pg_wal_bytes(dir.as_deref()),
         largest_slot: largest_slot(server, slots),
         wal_keep_bytes: mb_setting(c"wal_keep_size"),
         archive_pending_segments: match (&dir, archiving) {
@@ -95,13 +92,19 @@ pub fn assess<'a>(
     })
 }
 
+/// Size of `pg_wal`: its segment files, counted from their names.
+pub fn pg_wal_bytes(dir: Option<&Path>) -> i64 {
+    dir.map_or(0, |d| count_names(d, is_segment_name))
+        .saturating_mul(segment_bytes())
+}
+
 fn segment_bytes() -> i64 {
     // SAFETY: a plain read of the server's WAL segment size, fixed at startup.
     i64::from(unsafe { pg_sys::wal_segment_size })
 }
 
 /// A setting in megabytes (as the server stores `wal_keep_size` and `max_wal_size`), in bytes.
-fn mb_setting(name: &std::ffi::CStr) -> i64 {
+pub fn mb_setting(name: &std::ffi::CStr) -> i64 {
     setting_text(name)
         .and_then(|v| v.parse::<i64>().ok())
         .map_or(0, |mb| mb.max(0) << 20)
