@@ -28,6 +28,7 @@ import function_latency
 import history_reads
 import consumers
 import delivery
+import wal_volume
 import metrics_endpoint
 import mirror_probe as mirror_probe_bench
 import overhead
@@ -161,7 +162,7 @@ def write_report(results, out):
     kept = metrics_endpoint.section_of(out)  # written by bench/metrics_endpoint.py
     if kept:
         text = metrics_endpoint.with_section(text, kept)
-    for bench in (delivery, consumers):  # bench/delivery.py's and bench/consumers.py's
+    for bench in (delivery, consumers, wal_volume):  # their own benchmarks' sections
         kept = common.section_of(out, bench.BEGIN, bench.END)
         if kept:
             text = common.with_section(text, kept, bench.BEGIN, bench.END)

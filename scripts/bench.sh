@@ -11,12 +11,14 @@ install_into "$PG15_CONFIG" --release
 install_into "$PG17_HOME/bin/pg_config" --release
 /usr/bin/python3 bench/run.py "$@"
 # The /metrics endpoint and alert delivery against postgres_exporter, and consumer diagnosis
-# (the hooks' cost, a consumer's death): sections of their own.
+# (the hooks' cost, a consumer's death), the WAL volume: sections of their own.
 if [[ " $* " == *" --quick "* ]]; then
   /usr/bin/python3 bench/metrics_endpoint.py --quick
   /usr/bin/python3 bench/delivery.py --quick
-  exec /usr/bin/python3 bench/consumers.py --quick
+  /usr/bin/python3 bench/consumers.py --quick
+  exec /usr/bin/python3 bench/wal_volume.py --quick
 fi
 /usr/bin/python3 bench/metrics_endpoint.py
 /usr/bin/python3 bench/delivery.py
-exec /usr/bin/python3 bench/consumers.py
+/usr/bin/python3 bench/consumers.py
+exec /usr/bin/python3 bench/wal_volume.py

@@ -1,18 +1,21 @@
 """cdc_health on a live cluster: healthy, abandoned and doomed replication slots, consumers in
-a crash loop or failing on a missing publication, and a ClickHouse mirror whose writer stops.
+a crash loop or failing on a missing publication, a ClickHouse mirror whose writer stops;
+then pg_wal on a small volume filling behind an abandoned slot, and the configuration audit.
 
 Started by scripts/demo.sh. Everything it starts is stopped at the end unless --keep is given.
 """
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 from chserver import ClickHouse, PeerDB  # noqa: E402
-from pgcluster import Child, Cluster, wait_for  # noqa: E402
+from pgcluster import RUN_DIR, Child, Cluster, wait_for  # noqa: E402
 
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
 
@@ -163,6 +166,57 @@ def consumer_demo(pg, listener):
     print("  (both consumers stopped and their slots dropped)")
 
 
+def wal_volume_demo(pg_config):
+    """pg_wal on a small volume of its own with no WAL budget (PostgreSQL's default), an
+    abandoned slot and steady writes: wal_usage() counts down to the volume being full, which
+    would stop the server; then config_audit() names a published table without a key."""
+    if os.geteuid() != 0:
+        print("\n--- 8. (skipped: mounting a small volume for pg_wal needs root)")
+        return
+    volume = tempfile.mkdtemp(prefix="demo-volume-", dir=RUN_DIR)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", volume], check=True)
+    shutil.chown(volume, "postgres", "postgres")
+    pg = None
+    try:
+        pg = Cluster(pg_config, name="demo-wal", waldir=os.path.join(volume, "pg_wal"),
+                     settings={**SETTINGS, "max_slot_wal_keep_size": "-1",
+                               "wal_sender_timeout": "60s"}).init().start()
+        pg.sql("CREATE EXTENSION cdc_health")
+        listener = pg.listen()
+        pg.create_logical_slot("airbyte_abandoned")
+        pg.sql("CREATE TABLE events (v text)")
+        print("\n--- 8. a second cluster: pg_wal on a 256 MB volume of its own, no "
+              "max_slot_wal_keep_size, slot airbyte_abandoned never consumed, about 5 MB of WAL a "
+              "second\n")
+        for i in range(16):
+            pg.sql("INSERT INTO events SELECT repeat('z', 1000) FROM generate_series(1, 5000)")
+            time.sleep(1.0)
+            if i % 2:
+                u = pg.sql("SELECT disk_free_bytes >> 20, wal_bytes >> 20, largest_slot, "
+                           "fill_rate_bytes_per_second, date_trunc('second', eta_to_full), "
+                           "status FROM cdc_health.wal_usage()")[0]
+                rate = "-" if u[3] is None else f"{u[3] / (1 << 20):.1f} MB/s"
+                print(f"  {i + 1:2d}s  free {u[0]:4d} MB  pg_wal {u[1]:4d} MB (held by {u[2]})  "
+                      f"filling {rate:>9}  eta_to_full {u[4] or '-'}  {u[5]}")
+        notes(listener)
+        psql(pg, "SELECT status, summary, remediation FROM cdc_health.wal_usage()")
+        pg.sql("CREATE TABLE audit_log (at timestamptz, what text)")  # no primary key
+        pg.sql("CREATE PUBLICATION everything FOR ALL TABLES")
+        print("\n--- 9. CREATE PUBLICATION everything FOR ALL TABLES, and a table "
+              "audit_log without a primary key: config_audit()\n")
+        psql(pg, "SELECT check_code, severity, object, summary FROM cdc_health.config_audit()")
+        try:
+            pg.sql("UPDATE audit_log SET what = 'x'")
+        except Exception as e:  # noqa: BLE001 - the error is the point
+            print(f"  and indeed: UPDATE audit_log fails: {str(e).splitlines()[0]}")
+        listener.close()
+    finally:
+        if pg:
+            pg.close()
+        subprocess.run(["umount", volume], check=False)
+        os.rmdir(volume)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pg-config", default="/usr/lib/postgresql/15/bin/pg_config")
@@ -225,6 +279,8 @@ def main():
         psql(pg, "SELECT id, subject, finding, severity, raised_at::time(0), "
                  "resolved_at::time(0), notifications FROM cdc_health.alerts ORDER BY id")
         listener.close()
+
+        wal_volume_demo(args.pg_config)
 
         if args.keep:
             pg.children = []  # leave the healthy consumer running with the cluster

@@ -62,12 +62,13 @@ suites=$(( $(date +%s) - started ))
 # and it writes nothing into the checkout (scripts/bench.sh regenerates BENCHMARKS.md).
 smoke=0
 if [[ " $CDC_HEALTH_PG_VERSIONS " == *" 15 "* && " $CDC_HEALTH_PG_VERSIONS " == *" 17 "* ]]; then
-  step "benchmark smoke run (bench/run.py, metrics_endpoint.py, delivery.py, consumers.py with --quick)"
+  step "benchmark smoke run (bench/run.py and each benchmark of its own, with --quick)"
   smoke_started=$(date +%s)
   /usr/bin/python3 bench/run.py --quick || smoke=$?
   /usr/bin/python3 bench/metrics_endpoint.py --quick >"$logs/bench-metrics.log" || smoke=$?
   /usr/bin/python3 bench/delivery.py --quick >"$logs/bench-delivery.log" || smoke=$?
   /usr/bin/python3 bench/consumers.py --quick >"$logs/bench-consumers.log" || smoke=$?
+  /usr/bin/python3 bench/wal_volume.py --quick >"$logs/bench-wal-volume.log" || smoke=$?
   echo "benchmark smoke run: $(( $(date +%s) - smoke_started )) s (exit $smoke)"
 fi
 

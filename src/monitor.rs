@@ -81,9 +81,7 @@ pub fn observe(record: bool) -> SpiResult<(ServerObservation, Vec<SlotView>)> {
     // Read once, outside the lock, for every slot's history. Without a budget the volume
     // holding pg_wal is the limit growing WAL runs into (one statvfs).
     let hist_limits = HistoryLimits {
-        disk_free_bytes: server
-            .wal_budget_bytes
-            .is_none()
+        disk_free_bytes: (server.wal_budget_bytes.is_none() && settings::wal_volume_check())
             .then(crate::server::volume::wal_volume)
             .flatten()
             .map(|v| v.free_bytes),

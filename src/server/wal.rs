@@ -36,19 +36,25 @@ pub const WAL_SUBJECT: &str = "server:wal";
 pub const ARCHIVER_SUBJECT: &str = "server:archiver";
 
 /// Reads the volume and what holds the WAL, keeps the reading (when `record`: the pass does,
-/// a function call does not) and decides the findings.
+/// a function call does not) and decides the findings. With `cdc_health.wal_volume_check`
+/// off only the archiver is looked at.
 pub fn assess<'a>(
     server: &ServerObservation,
     slots: impl Iterator<Item = &'a SlotObservation>,
     now: f64,
     record: bool,
 ) -> SpiResult<WalState> {
-    let dir = super::volume::wal_dir();
-    let reading = super::volume::wal_volume().map(|v| VolumeSample {
-        at: now,
-        total_bytes: v.total_bytes,
-        free_bytes: v.free_bytes,
-    });
+    let check = settings::wal_volume_check();
+    let wal_dir = super::volume::wal_dir();
+    let dir = wal_dir.clone().filter(|_| check);
+    let reading = check
+        .then(super::volume::wal_volume)
+        .flatten()
+        .map(|v| VolumeSample {
+            at: now,
+            total_bytes: v.total_bytes,
+            free_bytes: v.free_bytes,
+        });
     let window = settings::history_limits().forecast_window_secs;
     if let (Some(r), true) = (reading, record) {
         // Spaced so that the ring spans two forecast windows at any interval.
@@ -65,7 +71,7 @@ pub fn assess<'a>(
         wal_bytes: pg_wal_bytes(dir.as_deref()),
         largest_slot: largest_slot(server, slots),
         wal_keep_bytes: mb_setting(c"wal_keep_size"),
-        archive_pending_segments: match (&dir, archiving) {
+        archive_pending_segments: match (&wal_dir, archiving) {
             (Some(d), true) => count_names(&d.join("archive_status"), |n| n.ends_with(".ready")),
             _ => 0,
         },

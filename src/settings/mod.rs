@@ -49,7 +49,7 @@ pub use history::{
 };
 pub use metrics::{metrics_address, metrics_auth_token};
 pub use mirrors::{mirror_interval_secs, probe_timeout_ms};
-pub use thresholds::{forecast_ceiling_bytes, stall_after_secs};
+pub use thresholds::{forecast_ceiling_bytes, stall_after_secs, wal_volume_check};
 pub use worker::{database, interval_ms, max_tracked_slots, pass_timeout_ms};
 
 /// Registers every setting. Postmaster-context settings can only be created while the

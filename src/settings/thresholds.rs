@@ -19,6 +19,7 @@ static ETA_WARNING_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 static ETA_CRITICAL_S: GucSetting<i32> = GucSetting::<i32>::new(900);
 static FORECAST_WINDOW_S: GucSetting<i32> = GucSetting::<i32>::new(600);
 static WAL_DISK_FREE_WARNING_PERCENT: GucSetting<i32> = GucSetting::<i32>::new(10);
+static WAL_VOLUME_CHECK: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// The per-sample thresholds.
 pub fn register() {
@@ -122,6 +123,14 @@ pub fn register_history_rules() {
         i32::MAX,
         GucFlags::UNIT_S,
     );
+    pgrx::GucRegistry::define_bool_guc(
+        c"cdc_health.wal_volume_check",
+        c"Read the volume holding pg_wal each pass: wal_disk_full_soon, and the disk as the limit of slots without a budget.",
+        c"Turn it off where statvfs does not show the space the server may use (a quota it cannot see).",
+        &WAL_VOLUME_CHECK,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     sighup_int(
         c"cdc_health.wal_disk_free_warning",
         c"Percent of the volume holding pg_wal: wal_disk_full_soon warns when less is free (critical under half of it); 0 turns it off.",
@@ -191,6 +200,10 @@ pub fn eta_critical_secs() -> f64 {
 
 pub fn forecast_window_secs() -> f64 {
     f64::from(FORECAST_WINDOW_S.get())
+}
+
+pub fn wal_volume_check() -> bool {
+    WAL_VOLUME_CHECK.get()
 }
 
 pub fn wal_disk_free_warning_fraction() -> f64 {
