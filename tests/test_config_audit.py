@@ -12,6 +12,9 @@ import pytest
 from pgcluster import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# A bounded WAL budget, so the checks of an unlimited one (which look at how full the host's
+# disk is) stay out of the tests of the others.
+BOUNDED = {"max_slot_wal_keep_size": "'256MB'"}
 
 
 def audit(pg, **kw):
@@ -80,7 +83,7 @@ def test_a_keyless_table_in_a_publication_is_named_and_its_update_really_fails(m
 
 
 def test_slots_and_walsenders_near_their_limits(make_cluster):
-    pg = make_cluster(settings={"max_replication_slots": "5", "max_wal_senders": "2",
+    pg = make_cluster(settings={**BOUNDED, "max_replication_slots": "5", "max_wal_senders": "2",
                                 "wal_sender_timeout": "60s"})
     for i in range(3):
         pg.create_logical_slot(f"s{i}")
@@ -102,7 +105,7 @@ def test_slots_and_walsenders_near_their_limits(make_cluster):
 
 
 def test_wal_level_and_wal_sender_timeout(make_cluster):
-    pg = make_cluster(settings={"wal_level": "replica", "wal_sender_timeout": "0"})
+    pg = make_cluster(settings={**BOUNDED, "wal_level": "replica", "wal_sender_timeout": "0"})
     assert [r["check_code"] for r in audit(pg)] == ["wal_sender_timeout_off"]
     pg.sql("CREATE PUBLICATION p FOR ALL TABLES")  # allowed, with a WARNING
     codes = [r["check_code"] for r in audit(pg)]
@@ -134,7 +137,7 @@ def test_the_wal_budget_against_the_volume_holding_pg_wal(small_volume, make_clu
 
 
 def test_an_idle_slot_timeout_shorter_than_a_restart(make_cluster):
-    pg = make_cluster(settings={"wal_sender_timeout": "60s"})
+    pg = make_cluster(settings={**BOUNDED, "wal_sender_timeout": "60s"})
     if pg.version < 18:
         pytest.skip("idle_replication_slot_timeout is new in PostgreSQL 18")
     assert not audit(pg)
@@ -145,11 +148,11 @@ def test_an_idle_slot_timeout_shorter_than_a_restart(make_cluster):
 
 
 def test_hot_standby_feedback_off_on_a_standby_with_a_logical_slot(make_cluster):
-    primary = make_cluster(settings={"wal_sender_timeout": "60s"})
+    primary = make_cluster(settings={**BOUNDED, "wal_sender_timeout": "60s"})
     if primary.version < 16:
         pytest.skip("logical slots on a standby are new in PostgreSQL 16")
     primary.sql("SELECT pg_create_physical_replication_slot('standby')")
-    standby = primary.standby("standby", settings={"hot_standby_feedback": "off",
+    standby = primary.standby("standby", settings={**BOUNDED, "hot_standby_feedback": "off",
                                                    "wal_sender_timeout": "60s"})
     wait_for(lambda: standby.one("SELECT pg_is_in_recovery()"), what="the standby")
     assert not audit(standby), "no logical slot on the standby yet"
@@ -170,7 +173,7 @@ def test_hot_standby_feedback_off_on_a_standby_with_a_logical_slot(make_cluster)
 
 
 def test_config_audit_is_for_pg_monitor(make_cluster):
-    pg = make_cluster()
+    pg = make_cluster(settings=BOUNDED)
     pg.sql("CREATE ROLE nobody LOGIN")
     pg.sql("CREATE ROLE watcher LOGIN IN ROLE pg_monitor")
     with pytest.raises(psycopg2.Error) as denied:

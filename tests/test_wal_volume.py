@@ -9,7 +9,7 @@ import time
 import psycopg2
 import pytest
 
-from pgcluster import wait_for
+from pgcluster import Listener, wait_for
 
 WORKER = {
     "shared_preload_libraries": "'cdc_health'",
@@ -74,6 +74,9 @@ def test_the_volume_filling_behind_an_abandoned_slot_is_forecast_and_alerted(
     assert first["disk_total_bytes"] == 320 * 2**20, first
     assert first["status"] == "ok" and first["largest_slot"] == "abandoned", first
 
+    # Any role may LISTEN: the volume's figures are pg_monitor's (wal_usage()), not theirs.
+    pg.sql("CREATE ROLE outsider LOGIN")
+    outsider = Listener(pg.connect(user="outsider"), "cdc_health")
     writer = SteadyWriter(pg, 3.0)
     writer.start()
     try:
@@ -88,6 +91,10 @@ def test_the_volume_filling_behind_an_abandoned_slot_is_forecast_and_alerted(
         assert "abandoned" in seen["remediation"], seen
         assert pg.one("SELECT remediation FROM cdc_health.alerts WHERE id = %s", (alert,)) \
             .startswith("Slot abandoned holds")
+        public, _ = outsider.wait(timeout=10, event="raised", finding="wal_disk_full_soon")
+        assert "wal_usage()" in public["summary"] and " MB" not in public["summary"], public
+        assert not public.get("remediation") and "disk_free_bytes" not in str(public), public
+        outsider.close()
         # The forecast counts down.
         time.sleep(10)
         later = usage(pg)["eta_to_full"].total_seconds()
@@ -111,6 +118,9 @@ def test_the_volume_filling_behind_an_abandoned_slot_is_forecast_and_alerted(
 
         full_at = wait_for(full, timeout=600, interval=0.2, what="the volume to fill")
         actual = full_at - raised
+        print(f"wal_disk_full_soon raised with {seen['disk_free_bytes'] >> 20} of "
+              f"{seen['disk_total_bytes'] >> 20} MB free, forecast full in {eta:.0f} s; "
+              f"full {actual:.0f} s later")
         assert abs(eta - actual) <= 0.3 * actual, \
             f"forecast {eta:.0f} s, filled in {actual:.0f} s"
     finally:

@@ -32,8 +32,9 @@ const PUBLIC_KEYS: [&str; 16] = [
     "slot_name",
 ];
 
-/// Does this finding's (or event's) summary and remedy describe other sessions or errors?
-/// Those are written from what only `pg_monitor` may read.
+/// Does this finding's (or event's) summary and remedy describe other sessions or errors, or
+/// the server's disk? Those are written from what only `pg_monitor` may read (the volume's
+/// size and free space are `wal_usage()`'s, which is pg_monitor's).
 pub fn text_is_private(code: FindingCode, event: Event) -> bool {
     event == Event::BlockerTerminated
         || matches!(
@@ -42,6 +43,7 @@ pub fn text_is_private(code: FindingCode, event: Event) -> bool {
                 | FindingCode::LongTransaction
                 | FindingCode::ProbeFailed
                 | FindingCode::DeliveryFailed
+                | FindingCode::WalDiskFullSoon
         )
 }
 
@@ -62,6 +64,9 @@ pub fn public_summary(
         FindingCode::LongTransaction => "a long-running transaction holds the slot back",
         FindingCode::ProbeFailed => "the mirror probe failed",
         FindingCode::DeliveryFailed => "alert delivery to the sink failed",
+        FindingCode::WalDiskFullSoon => {
+            "the volume holding pg_wal fills soon or is short of space (cdc_health.wal_usage())"
+        }
         _ => "an alert",
     };
     format!(
@@ -226,6 +231,9 @@ mod tests {
         ));
         assert!(!text_is_private(FindingCode::Inactive, Event::Raised));
         assert!(!text_is_private(FindingCode::MirrorStale, Event::Raised));
+        // The volume's figures are wal_usage()'s; pg_stat_archiver is everyone's.
+        assert!(text_is_private(FindingCode::WalDiskFullSoon, Event::Raised));
+        assert!(!text_is_private(FindingCode::ArchiveFailing, Event::Raised));
     }
 
     #[test]
