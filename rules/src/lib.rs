@@ -22,6 +22,7 @@ pub mod idle_timeout;
 pub mod json;
 pub mod log_redaction;
 pub mod lsn;
+pub mod mirror_diff;
 pub mod mirrors;
 pub mod observation;
 #[cfg(test)]
