@@ -53,6 +53,17 @@ def stats(values):
             "p95": percentile(values, 95), "min": min(values), "max": max(values)}
 
 
+def timed_query(cur, query, repeat):
+    """Client-side time of `query` run and fetched `repeat` times on `cur`, as `stats`."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        cur.execute(query)
+        cur.fetchall()
+        samples.append(time.perf_counter() - start)
+    return stats(samples)
+
+
 def cpu_seconds(pid):
     """CPU time of a process in seconds: (schedstat run time, utime + stime).
 

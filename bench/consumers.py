@@ -28,7 +28,7 @@ import threading
 import time
 
 import common
-from common import PG15_CONFIG, Child, Cluster, log, stats, wait_until
+from common import PG15_CONFIG, Child, Cluster, log, stats, timed_query, wait_until
 
 BEGIN, END = "<!-- consumers:begin -->", "<!-- consumers:end -->"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -212,16 +212,6 @@ def part_death(trials):
 
 # -- 3. what reading the consumers adds to a cdc_health() call -----------------------------
 
-def timed(cur, query, repeat):
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        cur.execute(query)
-        cur.fetchall()
-        samples.append(time.perf_counter() - start)
-    return stats(samples)
-
-
 def part_call_cost(slots, connected, repeat):
     pg = Cluster(PG15_CONFIG, name="bench-consumers-call",
                  settings={**PRELOAD, "max_replication_slots": str(slots + 10),
@@ -234,18 +224,18 @@ def part_call_cost(slots, connected, repeat):
             pg.create_logical_slot(f"s{i}")
         conn = pg.connect()
         cur = conn.cursor()
-        timed(cur, "SELECT * FROM cdc_health()", 20)
-        out["none"] = timed(cur, "SELECT * FROM cdc_health()", repeat)
+        timed_query(cur, "SELECT * FROM cdc_health()", 20)
+        out["none"] = timed_query(cur, "SELECT * FROM cdc_health()", repeat)
         for i in range(connected):
             consumers.append(Child([pg.bin("pg_recvlogical"), "-h", "127.0.0.1", "-p",
                                     str(pg.port), "-U", "postgres", "-d", "postgres", "--slot",
                                     f"s{i}", "--start", "-f", "/dev/null", "-s", "1"]))
         wait_until(lambda: pg.one("SELECT count(*) FROM pg_stat_replication") == connected,
                    what="the consumers to connect")
-        timed(cur, "SELECT * FROM cdc_health()", 20)
-        out["connected_call"] = timed(cur, "SELECT * FROM cdc_health()", repeat)
-        out["live_query"] = timed(cur, LIVE, repeat)
-        out["plain_query"] = timed(cur, "SELECT * FROM pg_replication_slots", repeat)
+        timed_query(cur, "SELECT * FROM cdc_health()", 20)
+        out["connected_call"] = timed_query(cur, "SELECT * FROM cdc_health()", repeat)
+        out["live_query"] = timed_query(cur, LIVE, repeat)
+        out["plain_query"] = timed_query(cur, "SELECT * FROM pg_replication_slots", repeat)
         conn.close()
     finally:
         for c in consumers:

@@ -20,7 +20,7 @@ import sys
 import time
 
 import common
-from common import PG15_CONFIG, Cluster, cpu_seconds, log, stats
+from common import PG15_CONFIG, Cluster, cpu_seconds, log, stats, timed_query
 
 BEGIN, END = "<!-- wal-volume:begin -->", "<!-- wal-volume:end -->"
 
@@ -61,16 +61,6 @@ def part_pass_cost(n, settle, rounds, window):
         pg.close()
 
 
-def timed(cur, query, repeat):
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        cur.execute(query)
-        cur.fetchall()
-        samples.append(time.perf_counter() - start)
-    return stats(samples)
-
-
 def part_function(repeat):
     pg = Cluster(PG15_CONFIG, name="bench-wal-usage",
                  settings={"shared_preload_libraries": "'cdc_health'"}).init().start()
@@ -81,9 +71,9 @@ def part_function(repeat):
         conn = pg.connect()
         cur = conn.cursor()
         out = {"segments": pg.one("SELECT count(*) FROM pg_ls_waldir()"), "repeat": repeat}
-        timed(cur, "SELECT * FROM cdc_health.wal_usage()", 10)
-        out["wal_usage"] = timed(cur, "SELECT * FROM cdc_health.wal_usage()", repeat)
-        out["ls_waldir"] = timed(cur, "SELECT count(*), sum(size) FROM pg_ls_waldir()", repeat)
+        timed_query(cur, "SELECT * FROM cdc_health.wal_usage()", 10)
+        out["wal_usage"] = timed_query(cur, "SELECT * FROM cdc_health.wal_usage()", repeat)
+        out["ls_waldir"] = timed_query(cur, "SELECT count(*), sum(size) FROM pg_ls_waldir()", repeat)
         df = []
         for _ in range(repeat):
             start = time.perf_counter()

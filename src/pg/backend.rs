@@ -37,6 +37,12 @@ pub fn setting_text(name: &std::ffi::CStr) -> Option<String> {
     unsafe { super::session_text::from_c_string(value) }
 }
 
+/// An integer setting in the unit the server stores it in (`GetConfigOption` gives the bare
+/// number: milliseconds, megabytes); `None` when unset, unknown or not a number.
+pub fn setting_int(name: &std::ffi::CStr) -> Option<i64> {
+    setting_text(name)?.parse().ok()
+}
+
 /// Re-reads the configuration files, as a background worker does on SIGHUP.
 pub fn reload_config() {
     // SAFETY: called from a worker's main loop between transactions (never inside one),

@@ -5,7 +5,7 @@ use cdc_health_rules::audit::{AuditFacts, KeylessTable};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use crate::pg::backend::{in_recovery, setting_text};
+use crate::pg::backend::{in_recovery, setting_int, setting_text};
 
 /// Counts the audit needs, in one statement. Walsenders are counted from `pg_stat_activity`
 /// (every one, including those of backups), as `max_wal_senders` limits them all.
@@ -45,10 +45,6 @@ const KEYLESS: &str = "SELECT DISTINCT ON (c.oid)
                 AND i.indisvalid)))
     ORDER BY c.oid, p.pubname";
 
-fn int_setting(name: &std::ffi::CStr) -> i64 {
-    setting_text(name).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
 /// Reads what the audit needs. The caller forces a safe `search_path`.
 pub fn facts() -> SpiResult<AuditFacts> {
     let (slots, logical, senders, publications) = Spi::connect(|client| {
@@ -80,15 +76,15 @@ pub fn facts() -> SpiResult<AuditFacts> {
     Ok(AuditFacts {
         wal_level: setting_text(c"wal_level").unwrap_or_default(),
         in_recovery: in_recovery(),
-        max_replication_slots: int_setting(c"max_replication_slots"),
+        max_replication_slots: setting_int(c"max_replication_slots").unwrap_or(0),
         slots_in_use: slots,
         logical_slots: logical,
-        max_wal_senders: int_setting(c"max_wal_senders"),
+        max_wal_senders: setting_int(c"max_wal_senders").unwrap_or(0),
         wal_senders_in_use: senders,
         publications,
         wal_budget_bytes: server.wal_budget_bytes,
         volume: super::volume::wal_volume(),
-        wal_sender_timeout_ms: int_setting(c"wal_sender_timeout"),
+        wal_sender_timeout_ms: setting_int(c"wal_sender_timeout").unwrap_or(0),
         idle_slot_timeout_secs: server.idle_timeout_secs,
         inactive_critical_secs: crate::settings::thresholds().inactive_critical_secs,
         hot_standby_feedback: setting_text(c"hot_standby_feedback").is_some_and(|v| v == "on"),

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use serde_json::{json, Value};
 
-use crate::pg::backend::setting_text;
+use crate::pg::backend::{setting_int, setting_text};
 use crate::{settings, shmem};
 
 /// What is known of the volume and the WAL on it now.
@@ -111,9 +111,7 @@ fn segment_bytes() -> i64 {
 
 /// A setting in megabytes (as the server stores `wal_keep_size` and `max_wal_size`), in bytes.
 pub fn mb_setting(name: &std::ffi::CStr) -> i64 {
-    setting_text(name)
-        .and_then(|v| v.parse::<i64>().ok())
-        .map_or(0, |mb| mb.max(0) << 20)
+    setting_int(name).map_or(0, |mb| mb.max(0) << 20)
 }
 
 fn archiving_enabled() -> bool {

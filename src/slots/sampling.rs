@@ -7,7 +7,7 @@ use cdc_health_rules::slot_state::{safe_wal_size, wal_status, xid_age, Availabil
 use cdc_health_rules::{ServerObservation, SlotObservation, SlotType};
 use pgrx::prelude::*;
 
-use crate::pg::backend::setting_text;
+use crate::pg::backend::{setting_int, setting_text};
 
 /// The server-wide facts, read from the server's own variables (no query needed).
 pub fn server() -> ServerObservation {
@@ -24,7 +24,7 @@ pub fn server() -> ServerObservation {
             current_lsn: (current != 0).then_some(current),
             in_recovery,
             wal_budget_bytes: (budget_mb >= 0).then(|| i64::from(budget_mb) << 20),
-            freeze_max_age: int_setting(c"autovacuum_freeze_max_age").unwrap_or(200_000_000),
+            freeze_max_age: setting_int(c"autovacuum_freeze_max_age").unwrap_or(200_000_000),
             idle_timeout_secs: idle_timeout_secs(),
         }
     }
@@ -54,10 +54,6 @@ pub fn oldest_running_xid_age() -> Option<i64> {
         let next = pg_sys::ReadNextFullTransactionId().value as u32;
         Some(i64::from(next.wrapping_sub((*snapshot).xmin.into_inner())))
     }
-}
-
-fn int_setting(name: &std::ffi::CStr) -> Option<i64> {
-    setting_text(name)?.parse().ok()
 }
 
 /// A standby's settings for slot synchronisation (17+). `primary_conninfo` is only looked
